@@ -1,0 +1,3 @@
+# Writes a header holding a file's text as a raw string literal: cmake -DIN=... -DOUT=... -DNAME=...
+file(READ "${IN}" content)
+file(WRITE "${OUT}" "#pragma once\n// Generated from ${IN}; do not edit.\ninline constexpr const char* ${NAME} = R\"__wafleet__(${content})__wafleet__\";\n")

@@ -1,0 +1,35 @@
+#pragma once
+// Thin, allocation-light wrappers over OpenSSL for what the webhook path needs.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wafleet::crypto {
+
+// HMAC-SHA256(key, data) as 64 lowercase hex characters.
+std::string hmac_sha256_hex(std::string_view key, std::string_view data);
+
+// Constant-time equality for equal-length inputs; different lengths compare unequal (the
+// length of a signature is public).
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+// Checks a "sha256=<hex>" header value against every secret (rotation); hex case-insensitive.
+bool verify_hub_signature(std::string_view header_value, const std::vector<std::string>& secrets,
+                          std::string_view body);
+
+std::string sha256_hex(std::string_view data);
+std::string sha1_hex(std::string_view data);
+std::optional<std::string> base64_decode(std::string_view in);
+std::string base64_encode(std::string_view in);
+std::string hex_encode(std::string_view bytes);
+
+// Random bytes as lowercase hex (trace ids, tokens).
+std::string random_hex(size_t bytes);
+
+// Verifies an RSA PKCS#1 v1.5 signature made with the key of a PEM X.509 certificate.
+// digest: "sha1" or "sha256". Returns false on any error (bad PEM, bad signature).
+bool verify_x509_signature(const std::string& cert_pem, std::string_view digest,
+                           std::string_view data, std::string_view signature);
+
+}  // namespace wafleet::crypto

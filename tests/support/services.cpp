@@ -1,0 +1,229 @@
+#include "tests/support/services.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "common/crypto.h"
+#include "topics/topics.h"
+
+namespace wafleet::test {
+
+uint16_t free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+std::string temp_dir(const std::string& prefix) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) {
+    throw std::runtime_error("mkdtemp failed");
+  }
+  return buf.data();
+}
+
+Process::Process(const std::string& binary, const std::vector<std::string>& args,
+                 const std::map<std::string, std::string>& env, const std::string& log_path)
+    : log_path_(log_path) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    // A fresh signal mask: the test process may block signals.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (const auto& [k, v] : env) {
+      setenv(k.c_str(), v.c_str(), 1);
+    }
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(binary.c_str()));
+    for (const auto& a : args) {
+      argv.push_back(const_cast<char*>(a.c_str()));
+    }
+    argv.push_back(nullptr);
+    execvp(binary.c_str(), argv.data());
+    _exit(127);
+  }
+}
+
+Process::~Process() {
+  if (!reaped_ && pid_ > 0) {
+    stop(std::chrono::milliseconds(5000));
+  }
+}
+
+bool Process::running() {
+  if (reaped_) {
+    return false;
+  }
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    reaped_ = true;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return true;
+}
+
+int Process::stop(std::chrono::milliseconds timeout) {
+  if (reaped_ || pid_ <= 0) {
+    return exit_code_;
+  }
+  ::kill(pid_, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!running()) {
+      return exit_code_;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill9();
+  return -1;
+}
+
+void Process::kill9() {
+  if (reaped_ || pid_ <= 0) {
+    return;
+  }
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  reaped_ = true;
+  exit_code_ = 128 + SIGKILL;
+}
+
+std::string Process::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+RedisServer::RedisServer() {
+  dir_ = temp_dir("wafleet-redis");
+  port_ = free_port();
+  process_ = std::make_unique<Process>(
+      "redis-server",
+      std::vector<std::string>{"--port", std::to_string(port_), "--bind", "127.0.0.1", "--dir",
+                               dir_, "--save", "", "--appendonly", "no", "--daemonize", "no"},
+      std::map<std::string, std::string>{}, dir_ + "/redis.log");
+  redis::RedisClient client(options());
+  bool up = eventually([&] { return client.ping().has_value(); }, std::chrono::seconds(10));
+  if (!up) {
+    ADD_FAILURE() << "redis-server did not start: " << process_->log();
+  }
+}
+
+RedisServer::~RedisServer() {
+  process_->stop();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+redis::Options RedisServer::options() const {
+  redis::Options o;
+  o.port = port_;
+  return o;
+}
+
+void RedisServer::flush_all() {
+  redis::RedisClient client(options());
+  (void)client.command({"FLUSHALL"});
+}
+
+const KafkaEnv& kafka_env() {
+  static KafkaEnv env = [] {
+    KafkaEnv e;
+    const char* apache = std::getenv("WAFLEET_TEST_KAFKA_BROKERS");
+    if (apache != nullptr && *apache != '\0') {
+      e.brokers = apache;
+      e.apache = true;
+      std::vector<kafka::TopicRequest> reqs;
+      for (const auto& t : topics::catalogue()) {
+        reqs.push_back({t.name, t.partitions, 1, {}});
+      }
+      auto res = kafka::create_topics({e.brokers, "wafleet-test", {}}, reqs,
+                                      std::chrono::seconds(30));
+      if (!res) {
+        ADD_FAILURE() << "cannot create topics on Apache Kafka: " << res.error().message;
+      }
+      return e;
+    }
+    static auto mock = kafka::MockCluster::create(1);
+    if (!mock) {
+      ADD_FAILURE() << "mock cluster: " << mock.error().message;
+      return e;
+    }
+    for (const auto& t : topics::catalogue()) {
+      (void)(*mock)->create_topic(t.name, t.partitions);
+    }
+    e.mock = mock->get();
+    e.brokers = (*mock)->bootstraps();
+    return e;
+  }();
+  return env;
+}
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  return pred();
+}
+
+std::vector<kafka::Record> consume_until(
+    const std::string& brokers, const std::vector<std::string>& topics,
+    const std::function<bool(const std::vector<kafka::Record>&)>& done,
+    std::chrono::milliseconds timeout) {
+  kafka::ConsumerOptions co;
+  co.group_id = "test-" + crypto::random_hex(8);
+  co.topics = topics;
+  auto consumer = kafka::Consumer::create({brokers, "wafleet-test", {}}, co);
+  std::vector<kafka::Record> out;
+  if (!consumer) {
+    ADD_FAILURE() << consumer.error().message;
+    return out;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline && !done(out)) {
+    auto r = (*consumer)->poll(std::chrono::milliseconds(100));
+    if (r && *r) {
+      out.push_back(std::move(**r));
+    }
+  }
+  (*consumer)->close(std::chrono::seconds(5));
+  return out;
+}
+
+}  // namespace wafleet::test

@@ -1,0 +1,77 @@
+#pragma once
+// Real services for integration and e2e tests: a redis-server of its own per test binary,
+// Kafka (Apache Kafka when WAFLEET_TEST_KAFKA_BROKERS is set, as scripts/test does in CI; else
+// an in-process librdkafka mock cluster serving TCP), and child processes for the binaries.
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/kafka.h"
+#include "common/redis.h"
+
+namespace wafleet::test {
+
+uint16_t free_port();
+std::string temp_dir(const std::string& prefix);
+
+// A child process with its output in a log file; SIGTERM then SIGKILL on destruction.
+class Process {
+ public:
+  Process(const std::string& binary, const std::vector<std::string>& args,
+          const std::map<std::string, std::string>& env, const std::string& log_path);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  pid_t pid() const { return pid_; }
+  bool running();
+  // SIGTERM, wait up to timeout; returns the exit code (or 128+signal), -1 if it had to be killed.
+  int stop(std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+  void kill9();
+  std::string log() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_path_;
+  int exit_code_ = -1;
+  bool reaped_ = false;
+};
+
+class RedisServer {
+ public:
+  RedisServer();  // starts redis-server on a free port, waits for PING
+  ~RedisServer();
+  uint16_t port() const { return port_; }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
+  redis::Options options() const;
+  void flush_all();
+
+ private:
+  uint16_t port_ = 0;
+  std::string dir_;
+  std::unique_ptr<Process> process_;
+};
+
+// The Kafka the tests talk to. mock() is null when it is Apache Kafka.
+struct KafkaEnv {
+  std::string brokers;
+  kafka::MockCluster* mock = nullptr;
+  bool apache = false;
+};
+// Process-wide; catalogue topics exist on it.
+const KafkaEnv& kafka_env();
+
+// Waits until pred() is true or the timeout passes.
+bool eventually(const std::function<bool()>& pred,
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(15000));
+
+// Reads records from topics with a fresh group until pred(records) holds or timeout.
+std::vector<kafka::Record> consume_until(
+    const std::string& brokers, const std::vector<std::string>& topics,
+    const std::function<bool(const std::vector<kafka::Record>&)>& done,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(30000));
+
+}  // namespace wafleet::test

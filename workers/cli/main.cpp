@@ -1,0 +1,260 @@
+// wafleet: the admin CLI. Subcommands: topics (apply, list), send-webhook, consume.
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "common/config.h"
+#include "common/crypto.h"
+#include "common/http_client.h"
+#include "common/kafka.h"
+#include "common/log.h"
+#include "topics/topics.h"
+
+using namespace wafleet;
+
+namespace {
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) {
+    s.pop_back();
+  }
+  return s;
+}
+
+std::string brokers_from(const std::string& brokers, const std::string& bootstrap_file) {
+  if (!brokers.empty()) {
+    return brokers;
+  }
+  if (!bootstrap_file.empty()) {
+    return trim(read_file(bootstrap_file));
+  }
+  return "";
+}
+
+std::map<std::string, std::string> kafka_props_from_env() {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : config::process_env()) {
+    if (k.rfind("WAFLEET_KAFKA_", 0) == 0 && k.find('.') != std::string::npos) {
+      out[k.substr(14)] = v;
+    }
+  }
+  return out;
+}
+
+// A realistic inbound text webhook for a conversation (used by the demo and the bench).
+std::string demo_payload(const std::string& phone_number_id, const std::string& from,
+                         const std::string& name, const std::string& text,
+                         const std::string& wamid) {
+  nlohmann::json msg = {{"from", from},
+                        {"id", wamid},
+                        {"timestamp", std::to_string(std::time(nullptr))},
+                        {"type", "text"},
+                        {"text", {{"body", text}}}};
+  nlohmann::json value = {
+      {"messaging_product", "whatsapp"},
+      {"metadata", {{"display_phone_number", "15550001111"}, {"phone_number_id", phone_number_id}}},
+      {"contacts", {{{"profile", {{"name", name}}}, {"wa_id", from}}}},
+      {"messages", {msg}}};
+  nlohmann::json body = {
+      {"object", "whatsapp_business_account"},
+      {"entry", {{{"id", "100000000000001"}, {"changes", {{{"value", value}, {"field", "messages"}}}}}}}};
+  return body.dump();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"wafleet admin CLI"};
+  app.require_subcommand(1);
+  log::init("cli", env_or("WAFLEET_LOG_LEVEL", "warn"));
+
+  std::string brokers = env_or("WAFLEET_KAFKA_BROKERS", "");
+  std::string bootstrap_file = env_or("WAFLEET_BOOTSTRAP_FILE", "");
+  app.add_option("--kafka-brokers", brokers, "Kafka bootstrap list (WAFLEET_KAFKA_BROKERS)");
+  app.add_option("--bootstrap-file", bootstrap_file, "read the bootstrap list from a file");
+
+  // topics
+  auto* topics_cmd = app.add_subcommand("topics", "the topic catalogue");
+  topics_cmd->require_subcommand(1);
+  int replication = 1;
+  int timeout_s = 30;
+  auto* apply = topics_cmd->add_subcommand("apply", "create every catalogue topic on the cluster");
+  apply->add_option("--replication", replication, "replication factor")->check(CLI::Range(1, 7));
+  apply->add_option("--timeout", timeout_s, "seconds to wait for the cluster");
+  auto* list = topics_cmd->add_subcommand("list", "show the catalogue and what the cluster has");
+  auto* show = topics_cmd->add_subcommand("catalogue", "print the catalogue JSON");
+
+  // send-webhook
+  auto* send = app.add_subcommand("send-webhook", "POST a signed webhook to a receiver");
+  std::string url = "http://127.0.0.1:8080/webhook";
+  std::string file;
+  std::string secret = env_or("WAFLEET_APP_SECRET", "");
+  std::string demo_from = "15551230001";
+  std::string demo_text = "Hi";
+  std::string demo_name = "Demo Person";
+  std::string demo_pnid = "106540352242922";
+  std::string demo_id;
+  send->add_option("--url", url, "receiver webhook URL");
+  send->add_option("--file", file, "body to send (raw bytes, signed as they are)");
+  send->add_option("--secret", secret, "app secret to sign with (WAFLEET_APP_SECRET)");
+  send->add_option("--from", demo_from, "demo: sender phone digits");
+  send->add_option("--text", demo_text, "demo: message text");
+  send->add_option("--name", demo_name, "demo: profile name");
+  send->add_option("--phone-number-id", demo_pnid, "demo: business phone_number_id");
+  send->add_option("--message-id", demo_id, "demo: wamid (random when empty)");
+
+  // consume
+  auto* consume = app.add_subcommand("consume", "print records of a topic as JSON lines");
+  std::string topic = topics::kInbound;
+  int max_records = 10;
+  int wait_ms = 10000;
+  consume->add_option("--topic", topic, "topic to read");
+  consume->add_option("--max", max_records, "stop after this many records");
+  consume->add_option("--timeout-ms", wait_ms, "stop after this long without a record");
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (show->parsed()) {
+    std::cout << topics::catalogue_json();
+    return 0;
+  }
+  if (apply->parsed() || list->parsed() || consume->parsed()) {
+    brokers = brokers_from(brokers, bootstrap_file);
+    if (brokers.empty()) {
+      std::cerr << "wafleet: set WAFLEET_KAFKA_BROKERS or --kafka-brokers\n";
+      return 2;
+    }
+  }
+  kafka::ClientConfig kc{brokers, "wafleet-cli", kafka_props_from_env()};
+
+  if (apply->parsed()) {
+    std::vector<kafka::TopicRequest> reqs;
+    for (const auto& t : topics::catalogue()) {
+      kafka::TopicRequest r;
+      r.name = t.name;
+      r.partitions = t.partitions;
+      r.replication = static_cast<int16_t>(replication);
+      r.configs = {{"retention.ms", std::to_string(t.retention_ms)},
+                   {"cleanup.policy", t.cleanup_policy}};
+      reqs.push_back(r);
+    }
+    auto res = kafka::create_topics(kc, reqs, std::chrono::seconds(timeout_s));
+    if (!res) {
+      std::cerr << "wafleet: topics apply: " << res.error().message << "\n";
+      return 1;
+    }
+    auto existing = kafka::list_topics(kc, std::chrono::seconds(timeout_s));
+    int failed = 0;
+    for (const auto& o : *res) {
+      std::string state = o.created ? "created" : o.existed ? "exists" : "FAILED: " + o.error;
+      if (o.existed && existing) {
+        auto spec = topics::find(o.name);
+        auto it = existing->find(o.name);
+        if (spec && it != existing->end() && it->second != spec->partitions) {
+          state = "exists with " + std::to_string(it->second) + " partitions, catalogue says " +
+                  std::to_string(spec->partitions) + " (not changed: repartitioning breaks keys)";
+          ++failed;
+        }
+      }
+      if (!o.created && !o.existed) {
+        ++failed;
+      }
+      std::cout << o.name << "\t" << state << "\n";
+    }
+    return failed == 0 ? 0 : 1;
+  }
+  if (list->parsed()) {
+    auto existing = kafka::list_topics(kc, std::chrono::seconds(timeout_s));
+    if (!existing) {
+      std::cerr << "wafleet: " << existing.error().message << "\n";
+      return 1;
+    }
+    for (const auto& t : topics::catalogue()) {
+      auto it = existing->find(t.name);
+      std::cout << t.name << "\tcatalogue=" << t.partitions << "\tcluster="
+                << (it == existing->end() ? std::string("missing") : std::to_string(it->second))
+                << "\n";
+    }
+    return 0;
+  }
+  if (send->parsed()) {
+    if (secret.empty()) {
+      std::cerr << "wafleet: send-webhook needs --secret or WAFLEET_APP_SECRET\n";
+      return 2;
+    }
+    std::string body;
+    if (!file.empty()) {
+      body = read_file(file);
+      if (body.empty()) {
+        std::cerr << "wafleet: cannot read " << file << "\n";
+        return 2;
+      }
+    } else {
+      if (demo_id.empty()) {
+        demo_id = "wamid.DEMO" + crypto::random_hex(12);
+      }
+      body = demo_payload(demo_pnid, demo_from, demo_name, demo_text, demo_id);
+    }
+    auto res = http::fetch("POST", url,
+                           {{"Content-Type", "application/json"},
+                            {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex(secret, body)}},
+                           body, std::chrono::seconds(15));
+    if (!res) {
+      std::cerr << "wafleet: " << res.error().message << "\n";
+      return 1;
+    }
+    std::cout << res->status << " " << trim(res->body) << "\n";
+    return res->status == 200 ? 0 : 1;
+  }
+  if (consume->parsed()) {
+    kafka::ConsumerOptions co;
+    co.group_id = "wafleet-cli-" + crypto::random_hex(6);
+    co.topics = {topic};
+    auto consumer = kafka::Consumer::create(kc, co);
+    if (!consumer) {
+      std::cerr << "wafleet: " << consumer.error().message << "\n";
+      return 1;
+    }
+    int seen = 0;
+    auto last = std::chrono::steady_clock::now();
+    while (seen < max_records &&
+           std::chrono::steady_clock::now() - last < std::chrono::milliseconds(wait_ms)) {
+      auto r = (*consumer)->poll(std::chrono::milliseconds(200));
+      if (!r) {
+        std::cerr << "wafleet: " << r.error().message << "\n";
+        return 1;
+      }
+      if (!*r) {
+        continue;
+      }
+      last = std::chrono::steady_clock::now();
+      const auto& rec = **r;
+      nlohmann::json line = {{"topic", rec.topic},
+                             {"partition", rec.partition},
+                             {"offset", rec.offset},
+                             {"key", log::redact_digits(rec.key)}};
+      auto value = nlohmann::json::parse(rec.value, nullptr, false);
+      line["value"] = value.is_discarded() ? nlohmann::json(rec.value) : value;
+      std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      ++seen;
+    }
+    (*consumer)->close(std::chrono::seconds(3));
+    return seen > 0 ? 0 : 3;
+  }
+  return 0;
+}

@@ -1,0 +1,104 @@
+#include "workers/receiver/dedupe.h"
+
+namespace wafleet::receiver {
+namespace {
+
+// 1 = claimed by us, 0 = already done, 2 = pending under another request's token.
+constexpr const char* kClaim = R"lua(
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+local v = redis.call('GET', KEYS[1])
+if v == 'done' then return 0 end
+if v == ARGV[1] then return 1 end
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 2
+)lua";
+
+constexpr const char* kConfirm = R"lua(
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or not v then
+  redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+  return 1
+end
+return 0
+)lua";
+
+constexpr const char* kRelease = R"lua(
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+)lua";
+
+}  // namespace
+
+RedisDedupStore::RedisDedupStore(redis::Options options, int64_t pending_ttl_ms,
+                                 int64_t done_ttl_ms)
+    : pending_ttl_ms_(pending_ttl_ms),
+      done_ttl_ms_(done_ttl_ms),
+      claim_(kClaim),
+      confirm_(kConfirm),
+      release_(kRelease),
+      pipeline_(std::make_unique<redis::RedisPipeline>(
+          std::move(options), std::vector<const redis::Script*>{&claim_, &confirm_, &release_})) {}
+
+void RedisDedupStore::claim(std::vector<std::string> keys, std::string token,
+                            std::function<void(Result<std::vector<ClaimState>>)> done) {
+  std::vector<redis::Command> cmds;
+  cmds.reserve(keys.size());
+  for (const auto& k : keys) {
+    cmds.push_back(claim_.evalsha({k}, {token, std::to_string(pending_ttl_ms_)}));
+  }
+  pipeline_->submit(std::move(cmds), [done = std::move(done)](
+                                         Result<std::vector<redis::Reply>> replies) {
+    if (!replies) {
+      return done(Unexpected(replies.error()));
+    }
+    std::vector<ClaimState> out;
+    for (const auto& r : *replies) {
+      if (r.type != redis::Reply::Type::kInteger) {
+        return done(Unexpected(Error::transient("dedupe claim: " + r.str)));
+      }
+      out.push_back(r.integer == 1   ? ClaimState::kClaimed
+                    : r.integer == 0 ? ClaimState::kAlreadyDone
+                                     : ClaimState::kInFlightElsewhere);
+    }
+    done(std::move(out));
+  });
+}
+
+void RedisDedupStore::run_each(const redis::Script& script, std::vector<std::string> keys,
+                               std::vector<std::string> args, std::function<void(Status)> done) {
+  if (keys.empty()) {
+    return done(Status{});
+  }
+  std::vector<redis::Command> cmds;
+  for (const auto& k : keys) {
+    cmds.push_back(script.evalsha({k}, args));
+  }
+  pipeline_->submit(std::move(cmds),
+                    [done = std::move(done)](Result<std::vector<redis::Reply>> replies) {
+                      if (!replies) {
+                        return done(Unexpected(replies.error()));
+                      }
+                      for (const auto& r : *replies) {
+                        if (r.is_error()) {
+                          return done(Unexpected(Error::transient("dedupe: " + r.str)));
+                        }
+                      }
+                      done(Status{});
+                    });
+}
+
+void RedisDedupStore::confirm(std::vector<std::string> keys, std::string token,
+                              std::function<void(Status)> done) {
+  run_each(confirm_, std::move(keys), {std::move(token), std::to_string(done_ttl_ms_)},
+           std::move(done));
+}
+
+void RedisDedupStore::release(std::vector<std::string> keys, std::string token,
+                              std::function<void(Status)> done) {
+  run_each(release_, std::move(keys), {std::move(token)}, std::move(done));
+}
+
+}  // namespace wafleet::receiver

@@ -1,0 +1,444 @@
+#include "workers/receiver/receiver.h"
+
+#include <mutex>
+
+#include "common/crypto.h"
+#include "common/json_util.h"
+#include "common/log.h"
+#include "topics/topics.h"
+#include "workers/receiver/sns.h"
+#include "workers/receiver/webhook_parser.h"
+
+namespace wafleet::receiver {
+
+namespace bhttp = boost::beast::http;
+
+struct Receiver::Metrics {
+  prometheus::Family<prometheus::Counter>& requests;
+  prometheus::Family<prometheus::Counter>& events;
+  prometheus::Histogram& latency;
+
+  explicit Metrics(prometheus::Registry& r)
+      : requests(prometheus::BuildCounter()
+                     .Name("wafleet_receiver_requests_total")
+                     .Help("HTTP requests by path and outcome")
+                     .Register(r)),
+        events(prometheus::BuildCounter()
+                   .Name("wafleet_receiver_events_total")
+                   .Help("normalized events by kind and result (produced, duplicate)")
+                   .Register(r)),
+        latency(prometheus::BuildHistogram()
+                    .Name("wafleet_receiver_request_seconds")
+                    .Help("time from request to answer")
+                    .Register(r)
+                    .Add({}, prometheus::Histogram::BucketBoundaries{
+                                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                 1, 2.5, 5, 10})) {}
+};
+
+namespace {
+
+std::string path_of(const http::Request& req) {
+  std::string target(req.target());
+  auto q = target.find('?');
+  return q == std::string::npos ? target : target.substr(0, q);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+               hex_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// Query parameter by exact (dotted) name: "hub.mode", not "hub_mode".
+std::string query_param(const http::Request& req, const std::string& name) {
+  std::string target(req.target());
+  auto q = target.find('?');
+  if (q == std::string::npos) {
+    return {};
+  }
+  std::string_view rest(target);
+  rest.remove_prefix(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    auto eq = pair.find('=');
+    if (percent_decode(pair.substr(0, eq)) == name) {
+      return eq == std::string_view::npos ? std::string{} : percent_decode(pair.substr(eq + 1));
+    }
+    if (amp == std::string_view::npos) {
+      break;
+    }
+    rest.remove_prefix(amp + 1);
+  }
+  return {};
+}
+
+bool content_type_is(const http::Request& req, std::string_view wanted) {
+  auto it = req.find(bhttp::field::content_type);
+  if (it == req.end()) {
+    return false;
+  }
+  std::string v(it->value());
+  auto semi = v.find(';');
+  if (semi != std::string::npos) {
+    v.resize(semi);
+  }
+  while (!v.empty() && v.back() == ' ') {
+    v.pop_back();
+  }
+  for (char& c : v) {
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return v == wanted;
+}
+
+std::string header(const http::Request& req, std::string_view name) {
+  auto it = req.find(boost::beast::string_view(name.data(), name.size()));
+  return it == req.end() ? std::string{} : std::string(it->value());
+}
+
+bool is_hex(std::string_view s) {
+  for (char c : s) {
+    if (hex_value(c) < 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string trace_id_from(const http::Request& req) {
+  // 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>
+  const std::string tp = header(req, "traceparent");
+  if (tp.size() >= 55 && tp[2] == '-' && tp[35] == '-') {
+    std::string id = tp.substr(3, 32);
+    if (is_hex(id) && id != std::string(32, '0')) {
+      return id;
+    }
+  }
+  return crypto::random_hex(16);
+}
+
+std::string make_traceparent(const std::string& trace_id) {
+  return "00-" + trace_id + "-" + crypto::random_hex(8) + "-01";
+}
+
+OutRecord Receiver::to_record(const WebhookEvent& e) {
+  OutRecord r;
+  r.topic = e.topic();
+  r.key = e.conversation_key;
+  r.value = json::dump(e.to_json());
+  r.headers = {{"traceparent", make_traceparent(e.trace_id)},
+               {"event_id", e.event_id},
+               {"source", e.source}};
+  return r;
+}
+
+Receiver::Receiver(ReceiverOptions options, EventSink& sink, DedupStore& dedupe, CertStore* certs,
+                   prometheus::Registry& registry, std::function<int64_t()> now_ms)
+    : options_(std::move(options)),
+      sink_(sink),
+      dedupe_(dedupe),
+      certs_(certs),
+      now_ms_(std::move(now_ms)),
+      metrics_(std::make_shared<Metrics>(registry)) {}
+
+void Receiver::finish(const http::Request& req, const http::Responder& respond, unsigned status,
+                      const std::string& body, const std::string& path,
+                      const std::string& outcome) {
+  metrics_->requests.Add({{"path", path}, {"outcome", outcome}}).Increment();
+  respond(http::make_response(req, status, body + "\n"));
+}
+
+void Receiver::handle(http::Request&& req, http::Responder respond) {
+  const std::string path = path_of(req);
+  const int64_t started = now_ms_();
+  // Latency is observed when the answer goes out, whichever thread sends it.
+  http::Responder timed = [respond = std::move(respond), started, m = metrics_,
+                           now = now_ms_](http::Response res) {
+    m->latency.Observe(static_cast<double>(now() - started) / 1000.0);
+    respond(std::move(res));
+  };
+  if (path == "/webhook") {
+    if (req.method() == bhttp::verb::get) {
+      return handle_verify(req, timed);
+    }
+    if (req.method() == bhttp::verb::post) {
+      return handle_meta(std::move(req), std::move(timed));
+    }
+    return finish(req, timed, 405, "method not allowed", path, "method_not_allowed");
+  }
+  if (path == "/eum" && options_.eum_enabled) {
+    if (req.method() == bhttp::verb::post) {
+      return handle_eum(std::move(req), std::move(timed));
+    }
+    return finish(req, timed, 405, "method not allowed", path, "method_not_allowed");
+  }
+  return finish(req, timed, 404, "not found", "other", "not_found");
+}
+
+void Receiver::handle_verify(const http::Request& req, const http::Responder& respond) {
+  const std::string mode = query_param(req, "hub.mode");
+  const std::string token = query_param(req, "hub.verify_token");
+  const std::string challenge = query_param(req, "hub.challenge");
+  const bool ok = !options_.verify_token.empty() && mode == "subscribe" &&
+                  crypto::constant_time_equal(token, options_.verify_token) && !challenge.empty();
+  if (!ok) {
+    log::warn("webhook.verify_rejected", {{"mode", mode}});
+    metrics_->requests.Add({{"path", "/webhook"}, {"outcome", "verify_rejected"}}).Increment();
+    respond(http::make_response(req, 403, "Forbidden"));
+    return;
+  }
+  log::info("webhook.verified");
+  metrics_->requests.Add({{"path", "/webhook"}, {"outcome", "verified"}}).Increment();
+  respond(http::make_response(req, 200, challenge));  // verbatim, no newline
+}
+
+void Receiver::handle_meta(http::Request&& req, http::Responder respond) {
+  const std::string path = "/webhook";
+  const std::string signature = header(req, "X-Hub-Signature-256");
+  if (signature.empty()) {
+    log::warn("webhook.signature_missing");
+    return finish(req, respond, 401, "missing X-Hub-Signature-256", path, "signature_missing");
+  }
+  if (!crypto::verify_hub_signature(signature, options_.app_secrets, req.body())) {
+    log::warn("webhook.signature_invalid", {{"bytes", req.body().size()}});
+    return finish(req, respond, 401, "invalid signature", path, "signature_invalid");
+  }
+  // The signature covers the bytes, so we checked it first; a signed body of another type is
+  // Meta's (or a proxy's) mistake and goes to the DLQ rather than being lost.
+  const std::string trace_id = trace_id_from(req);
+  if (!content_type_is(req, "application/json")) {
+    return dead_letter(req, path, "content type is not application/json", trace_id,
+                       std::move(respond));
+  }
+  ParseContext ctx{"meta", now_ms_(), trace_id};
+  auto events = parse_meta_webhook(req.body(), ctx);
+  if (!events) {
+    return dead_letter(req, path, events.error(), trace_id, std::move(respond));
+  }
+  ingest(std::move(events).value(), req, std::move(respond), path);
+}
+
+void Receiver::handle_eum(http::Request&& req, http::Responder respond) {
+  const std::string path = "/eum";
+  const std::string trace_id = trace_id_from(req);
+  ParseContext ctx{"eum", now_ms_(), trace_id};
+  const bool raw = header(req, "x-amz-sns-rawdelivery") == "true";
+  if (raw) {
+    if (!options_.eum_allow_unsigned_raw) {
+      log::warn("eum.raw_delivery_refused");
+      return finish(req, respond, 401,
+                    "raw message delivery carries no signature; enable it explicitly", path,
+                    "raw_refused");
+    }
+    auto events = parse_eum_event(req.body(), ctx);
+    if (!events) {
+      return dead_letter(req, path, events.error(), trace_id, std::move(respond));
+    }
+    return ingest(std::move(events).value(), req, std::move(respond), path);
+  }
+  auto sns = parse_sns(req.body());
+  if (!sns) {
+    // Without an envelope there is nothing to authenticate: refuse, produce nothing.
+    log::warn("eum.bad_envelope", {{"reason", sns.error()}});
+    return finish(req, respond, 400, "not an SNS message: " + sns.error(), path, "bad_request");
+  }
+  const std::string digest = sns_digest(*sns);
+  if (digest.empty() || certs_ == nullptr ||
+      !sns_url_allowed(sns->signing_cert_url, options_.sns_host_regex, true,
+                       options_.sns_allow_http)) {
+    log::warn("eum.signature_unverifiable", {{"version", sns->signature_version}});
+    return finish(req, respond, 401, "SNS signature cannot be verified", path,
+                  "signature_invalid");
+  }
+  auto cert = certs_->certificate(sns->signing_cert_url);
+  if (!cert) {
+    log::warn("eum.certificate_unavailable", {{"reason", cert.error().message}});
+    return finish(req, respond, 503, "SNS signing certificate unavailable", path, "unavailable");
+  }
+  auto signature = crypto::base64_decode(sns->signature);
+  if (!signature ||
+      !crypto::verify_x509_signature(*cert, digest, sns_string_to_sign(*sns), *signature)) {
+    log::warn("eum.signature_invalid", {{"message_id", sns->message_id}});
+    return finish(req, respond, 401, "invalid SNS signature", path, "signature_invalid");
+  }
+  if (!options_.eum_topic_arns.empty() &&
+      std::find(options_.eum_topic_arns.begin(), options_.eum_topic_arns.end(),
+                sns->topic_arn) == options_.eum_topic_arns.end()) {
+    log::warn("eum.topic_not_allowed", {{"topic_arn", sns->topic_arn}});
+    return finish(req, respond, 403, "topic not allowed", path, "topic_not_allowed");
+  }
+  if (sns->type == "SubscriptionConfirmation") {
+    if (!options_.eum_auto_confirm) {
+      log::info("eum.subscription_pending", {{"topic_arn", sns->topic_arn}});
+      return finish(req, respond, 200, "subscription not confirmed (auto-confirm off)", path,
+                    "subscription_ignored");
+    }
+    if (!sns_url_allowed(sns->subscribe_url, options_.sns_host_regex, false,
+                         options_.sns_allow_http)) {
+      log::warn("eum.subscribe_url_refused", {{"topic_arn", sns->topic_arn}});
+      return finish(req, respond, 400, "SubscribeURL is not an SNS URL", path, "bad_request");
+    }
+    if (auto s = certs_->confirm_subscription(sns->subscribe_url); !s) {
+      log::warn("eum.subscription_confirm_failed", {{"reason", s.error().message}});
+      return finish(req, respond, 503, "subscription confirmation failed", path, "unavailable");
+    }
+    log::info("eum.subscription_confirmed", {{"topic_arn", sns->topic_arn}});
+    return finish(req, respond, 200, "subscription confirmed", path, "subscription_confirmed");
+  }
+  if (sns->type == "UnsubscribeConfirmation") {
+    log::warn("eum.unsubscribed", {{"topic_arn", sns->topic_arn}});
+    return finish(req, respond, 200, "ok", path, "unsubscribe_noted");
+  }
+  auto events = parse_eum_event(sns->message, ctx);
+  if (!events) {
+    return dead_letter(req, path, events.error(), trace_id, std::move(respond));
+  }
+  ingest(std::move(events).value(), req, std::move(respond), path);
+}
+
+void Receiver::dead_letter(const http::Request& req, const std::string& path,
+                           const std::string& reason, const std::string& trace_id,
+                           http::Responder respond) {
+  const std::string now = std::to_string(now_ms_());
+  OutRecord r;
+  r.topic = topics::kDlq;
+  r.value = req.body();
+  r.headers = {{"dlq.original.topic", "http:" + path},
+               {"dlq.original.partition", "-1"},
+               {"dlq.original.offset", "-1"},
+               {"dlq.original.key", ""},
+               {"dlq.worker", "receiver"},
+               {"dlq.stage", "parse"},
+               {"dlq.error.class", "invalid_input"},
+               {"dlq.error.message", reason},
+               {"dlq.attempts", "1"},
+               {"dlq.first.failure.ms", now},
+               {"dlq.last.failure.ms", now},
+               {"dlq.http.content_type", header(req, "Content-Type")},
+               {"dlq.http.signature_verified", "true"},
+               {"traceparent", make_traceparent(trace_id)}};
+  auto shared_req = std::make_shared<http::Request>(req);
+  log::warn("record.dead_lettered",
+            {{"stage", "parse"}, {"path", path}, {"reason", reason}, {"bytes", req.body().size()}});
+  std::vector<OutRecord> records;
+  records.push_back(std::move(r));
+  sink_.publish(std::move(records), [this, shared_req, respond = std::move(respond),
+                                     path](const Status& s) {
+    if (!s) {
+      log::error("dlq.produce_failed", {{"reason", s.error().message}});
+      return finish(*shared_req, respond, 503, "temporarily unavailable", path, "unavailable");
+    }
+    finish(*shared_req, respond, 200, "ok", path, "dead_lettered");
+  });
+}
+
+void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req,
+                      http::Responder respond, const std::string& path) {
+  if (events.empty()) {
+    return finish(req, respond, 200, "ok", path, "empty");
+  }
+  struct Ctx {
+    std::vector<WebhookEvent> events;
+    std::vector<std::string> keys;
+    std::string token;
+    http::Request req;
+    http::Responder respond;
+  };
+  auto ctx = std::make_shared<Ctx>();
+  ctx->events = std::move(events);
+  ctx->token = crypto::random_hex(12);
+  ctx->req = req;
+  ctx->req.body().clear();  // only headers/version are needed to answer
+  ctx->respond = std::move(respond);
+  for (const auto& e : ctx->events) {
+    ctx->keys.push_back(dedupe_redis_key(e.dedupe_key));
+  }
+
+  dedupe_.claim(ctx->keys, ctx->token, [this, ctx, path](Result<std::vector<ClaimState>> states) {
+    if (!states) {
+      log::warn("webhook.dedupe_unavailable", {{"reason", states.error().message}});
+      return finish(ctx->req, ctx->respond, 503, "temporarily unavailable", path, "unavailable");
+    }
+    std::vector<std::string> claimed;
+    std::vector<OutRecord> records;
+    std::vector<std::string> kinds;
+    bool elsewhere = false;
+    for (size_t i = 0; i < ctx->events.size(); ++i) {
+      const ClaimState st = i < states->size() ? (*states)[i] : ClaimState::kInFlightElsewhere;
+      const char* kind = to_string(ctx->events[i].kind);
+      if (st == ClaimState::kClaimed) {
+        claimed.push_back(ctx->keys[i]);
+        records.push_back(to_record(ctx->events[i]));
+        kinds.emplace_back(kind);
+      } else if (st == ClaimState::kAlreadyDone) {
+        metrics_->events.Add({{"kind", kind}, {"result", "duplicate"}}).Increment();
+      } else {
+        elsewhere = true;
+      }
+    }
+    if (elsewhere) {
+      // Another request holds some of these events right now and may still fail: do not
+      // answer 200 for them. Give ours back; Meta's retry will find them done or free.
+      dedupe_.release(claimed, ctx->token, [](const Status&) {});
+      log::info("webhook.in_flight_elsewhere", {{"events", ctx->events.size()}});
+      return finish(ctx->req, ctx->respond, 503, "events in flight, retry", path, "in_flight");
+    }
+    if (records.empty()) {
+      return finish(ctx->req, ctx->respond, 200, "ok", path, "duplicate");
+    }
+    const size_t produced = records.size();
+    sink_.publish(std::move(records), [this, ctx, claimed, kinds, path, produced](const Status& s) {
+      if (!s) {
+        // Release first: a claim left behind would turn Meta's retry into a "duplicate".
+        dedupe_.release(claimed, ctx->token, [](const Status& r) {
+          if (!r) {
+            log::warn("dedupe.release_failed", {{"reason", r.error().message}});
+          }
+        });
+        log::warn("webhook.produce_failed", {{"reason", s.error().message}, {"events", produced}});
+        return finish(ctx->req, ctx->respond, 503, "temporarily unavailable", path,
+                      "unavailable");
+      }
+      for (const auto& k : kinds) {
+        metrics_->events.Add({{"kind", k}, {"result", "produced"}}).Increment();
+      }
+      dedupe_.confirm(claimed, ctx->token, [this, ctx, path](const Status& c) {
+        if (!c) {
+          // Durable on Kafka already; the pending claim expires and a retry may duplicate,
+          // which consumers absorb by event_id. Still a success for Meta.
+          log::warn("dedupe.confirm_failed", {{"reason", c.error().message}});
+        }
+        finish(ctx->req, ctx->respond, 200, "ok", path, "accepted");
+      });
+    });
+  });
+}
+
+}  // namespace wafleet::receiver
