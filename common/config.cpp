@@ -109,8 +109,17 @@ constexpr const char* kKafkaPrefix = "WAFLEET_KAFKA_";
 Expected<Settings, std::vector<std::string>> load(const std::vector<Option>& options,
                                                   const EnvMap& env,
                                                   const std::vector<std::string>& args) {
-  Settings s;
   std::vector<std::string> errors;
+  Settings s = load_partial(options, env, args, errors);
+  if (!errors.empty()) {
+    return Unexpected(errors);
+  }
+  return s;
+}
+
+Settings load_partial(const std::vector<Option>& options, const EnvMap& env,
+                      const std::vector<std::string>& args, std::vector<std::string>& errors) {
+  Settings s;
   std::map<std::string, const Option*> by_name;
   for (const auto& o : options) {
     by_name[o.name] = &o;
@@ -186,7 +195,8 @@ Expected<Settings, std::vector<std::string>> load(const std::vector<Option>& opt
     s.values_[name] = value;
   }
   // The bootstrap file stands in for the broker list (dev broker writes it).
-  if (s.values_["kafka-brokers"].empty() && !s.values_["bootstrap-file"].empty()) {
+  if (by_name.count("kafka-brokers") != 0 && s.values_["kafka-brokers"].empty() &&
+      !s.values_["bootstrap-file"].empty()) {
     auto content = read_file_trimmed(s.values_["bootstrap-file"]);
     if (!content || content->empty()) {
       errors.push_back(env_name("bootstrap-file") + ": cannot read '" +
@@ -199,9 +209,6 @@ Expected<Settings, std::vector<std::string>> load(const std::vector<Option>& opt
     if (o.required && s.values_[o.name].empty()) {
       errors.push_back(env_name(o.name) + " (--" + o.name + ") is required: " + o.help);
     }
-  }
-  if (!errors.empty()) {
-    return Unexpected(errors);
   }
   return s;
 }
@@ -258,8 +265,8 @@ std::optional<HostPort> parse_host_port(const std::string& value, const std::str
   return hp;
 }
 
-Settings load_or_exit(const std::string& program, const std::vector<Option>& options, int argc,
-                      char** argv) {
+Settings load_args(const std::string& program, const std::vector<Option>& options, int argc,
+                   char** argv, std::vector<std::string>& errors) {
   std::vector<std::string> args(argv + 1, argv + argc);
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {
@@ -267,14 +274,17 @@ Settings load_or_exit(const std::string& program, const std::vector<Option>& opt
       std::exit(0);
     }
   }
-  auto loaded = load(options, process_env(), args);
-  if (!loaded) {
-    for (const auto& e : loaded.error()) {
-      std::cerr << program << ": invalid config: " << e << "\n";
-    }
-    std::exit(2);
+  return load_partial(options, process_env(), args, errors);
+}
+
+void exit_if_invalid(const std::string& program, const std::vector<std::string>& errors) {
+  if (errors.empty()) {
+    return;
   }
-  return std::move(loaded).value();
+  for (const auto& e : errors) {
+    std::cerr << program << ": invalid config: " << e << "\n";
+  }
+  std::exit(2);
 }
 
 }  // namespace wafleet::config

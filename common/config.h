@@ -41,9 +41,8 @@ class Settings {
   std::vector<std::pair<std::string, std::string>> redacted() const;
 
  private:
-  friend Expected<Settings, std::vector<std::string>> load(const std::vector<Option>&,
-                                                           const EnvMap&,
-                                                           const std::vector<std::string>&);
+  friend Settings load_partial(const std::vector<Option>&, const EnvMap&,
+                               const std::vector<std::string>&, std::vector<std::string>&);
   std::map<std::string, std::string> values_;
   std::map<std::string, bool> secret_;
   std::map<std::string, std::string> kafka_props_;
@@ -56,6 +55,10 @@ std::string env_name(const std::string& option_name);
 Expected<Settings, std::vector<std::string>> load(const std::vector<Option>& options,
                                                   const EnvMap& env,
                                                   const std::vector<std::string>& args);
+// The same, appending problems to errors and returning what could be read, so a worker can
+// add its own checks and report everything in one go.
+Settings load_partial(const std::vector<Option>& options, const EnvMap& env,
+                      const std::vector<std::string>& args, std::vector<std::string>& errors);
 
 // The process environment as a map (only WAFLEET_* names).
 EnvMap process_env();
@@ -71,9 +74,11 @@ struct HostPort {
 std::optional<HostPort> parse_host_port(const std::string& value, const std::string& name,
                                         std::vector<std::string>& errors);
 
-// Loads settings for a worker from argv and the process environment; on error prints each
-// reason on one line and exits 2; on --help prints usage and exits 0.
-Settings load_or_exit(const std::string& program, const std::vector<Option>& options, int argc,
-                      char** argv);
+// Loads settings from argv and the process environment (--help prints usage, exits 0);
+// problems are appended to errors.
+Settings load_args(const std::string& program, const std::vector<Option>& options, int argc,
+                   char** argv, std::vector<std::string>& errors);
+// Prints each error as "program: invalid config: reason" and exits 2, if there are any.
+void exit_if_invalid(const std::string& program, const std::vector<std::string>& errors);
 
 }  // namespace wafleet::config

@@ -110,7 +110,7 @@ TEST_F(Fleet, SendWebhookThenKcatReadsTheEventUnderTheConversationKey) {
 
 TEST_F(Fleet, KcatProducesAndOurConsumerReads) {
   std::string out;
-  const std::string key = "kcat:" + crypto::random_hex(4);
+  const std::string key = "kcat-" + crypto::random_hex(4);
   int rc = run("printf '" + key + ":from-kcat\\n' | kcat -b " + brokers_ +
                    " -P -t wa.turns -K: -z none",
                out);

@@ -21,13 +21,13 @@ int main(int argc, char** argv) {
       {"extra-topics", "", "comma-separated name:partitions to create besides the catalogue"},
       {"log-level", "info", "trace|debug|info|warn|error"},
   };
-  auto s = config::load_or_exit("wafleet-devbroker", opts, argc, argv);
   std::vector<std::string> errors;
+  auto s = config::load_args("wafleet-devbroker", opts, argc, argv, errors);
   const int64_t brokers = s.get_int("brokers", errors);
-  if (!errors.empty() || brokers < 1 || brokers > 9) {
-    std::cerr << "wafleet-devbroker: invalid config: WAFLEET_BROKERS must be 1..9\n";
-    return 2;
+  if (brokers < 1 || brokers > 9) {
+    errors.push_back("WAFLEET_BROKERS: must be 1..9");
   }
+  config::exit_if_invalid("wafleet-devbroker", errors);
   log::init("devbroker", s.get("log-level"));
   auto cluster = kafka::MockCluster::create(static_cast<int>(brokers));
   if (!cluster) {

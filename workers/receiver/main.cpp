@@ -85,8 +85,8 @@ int64_t now_ms() {
 int main(int argc, char** argv) {
   runtime::block_shutdown_signals();
   const auto opts = options();
-  config::Settings s = config::load_or_exit("wafleet-receiver", opts, argc, argv);
   std::vector<std::string> errors;
+  config::Settings s = config::load_args("wafleet-receiver", opts, argc, argv, errors);
   auto listen = config::parse_host_port(s.get("listen"), "listen", errors);
   auto admin = config::parse_host_port(s.get("admin-listen"), "admin-listen", errors);
   const int64_t threads = s.get_int("http-threads", errors);
@@ -115,12 +115,7 @@ int main(int argc, char** argv) {
   if (threads < 1 || threads > 64) {
     errors.push_back("WAFLEET_HTTP_THREADS: must be 1..64");
   }
-  if (!errors.empty()) {
-    for (const auto& e : errors) {
-      std::cerr << "wafleet-receiver: invalid config: " << e << "\n";
-    }
-    return 2;
-  }
+  config::exit_if_invalid("wafleet-receiver", errors);
   log::init("receiver", s.get("log-level"), clear_phones);
   nlohmann::json effective;
   for (const auto& [k, v] : s.redacted()) {

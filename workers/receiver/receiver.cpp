@@ -406,9 +406,11 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
     if (elsewhere) {
       // Another request holds some of these events right now and may still fail: do not
       // answer 200 for them. Give ours back; Meta's retry will find them done or free.
-      dedupe_.release(claimed, ctx->token, [](const Status&) {});
       log::info("webhook.in_flight_elsewhere", {{"events", ctx->events.size()}});
-      return finish(ctx->req, ctx->respond, 503, "events in flight, retry", path, "in_flight");
+      dedupe_.release(claimed, ctx->token, [this, ctx, path](const Status&) {
+        finish(ctx->req, ctx->respond, 503, "events in flight, retry", path, "in_flight");
+      });
+      return;
     }
     if (records.empty()) {
       return finish(ctx->req, ctx->respond, 200, "ok", path, "duplicate");
@@ -416,15 +418,17 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
     const size_t produced = records.size();
     sink_.publish(std::move(records), [this, ctx, claimed, kinds, path, produced](const Status& s) {
       if (!s) {
-        // Release first: a claim left behind would turn Meta's retry into a "duplicate".
-        dedupe_.release(claimed, ctx->token, [](const Status& r) {
+        // Release before answering: a claim left behind would turn Meta's retry into a
+        // "duplicate". If even the release fails, the pending mark expires by itself and the
+        // retries meanwhile get 503 (in flight), never a false 200.
+        log::warn("webhook.produce_failed", {{"reason", s.error().message}, {"events", produced}});
+        dedupe_.release(claimed, ctx->token, [this, ctx, path](const Status& r) {
           if (!r) {
             log::warn("dedupe.release_failed", {{"reason", r.error().message}});
           }
+          finish(ctx->req, ctx->respond, 503, "temporarily unavailable", path, "unavailable");
         });
-        log::warn("webhook.produce_failed", {{"reason", s.error().message}, {"events", produced}});
-        return finish(ctx->req, ctx->respond, 503, "temporarily unavailable", path,
-                      "unavailable");
+        return;
       }
       for (const auto& k : kinds) {
         metrics_->events.Add({{"kind", k}, {"result", "produced"}}).Increment();
