@@ -126,6 +126,8 @@ int main(int argc, char** argv) {
   consume->add_option("--topic", topic, "topic to read");
   consume->add_option("--max", max_records, "stop after this many records");
   consume->add_option("--timeout-ms", wait_ms, "stop after this long without a record");
+  bool summary = false;
+  consume->add_flag("--summary", summary, "one readable line per webhook event");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -244,6 +246,22 @@ int main(int argc, char** argv) {
       }
       last = std::chrono::steady_clock::now();
       const auto& rec = **r;
+      if (summary) {
+        auto v = nlohmann::json::parse(rec.value, nullptr, false);
+        std::string what;
+        if (!v.is_discarded() && v.is_object()) {
+          const auto& raw = v.value("raw", nlohmann::json::object());
+          what = v.value("kind", "") + " " + v.value("type", "");
+          if (raw.is_object() && raw.contains("text") && raw["text"].is_object()) {
+            what += " \"" + raw["text"].value("body", "") + "\"";
+          }
+          what += " from " + v.value("profile_name", std::string("?"));
+        }
+        std::cout << rec.topic << " p" << rec.partition << "@" << rec.offset << " key="
+                  << log::redact_digits(rec.key) << "  " << what << "\n";
+        ++seen;
+        continue;
+      }
       nlohmann::json line = {{"topic", rec.topic},
                              {"partition", rec.partition},
                              {"offset", rec.offset},
