@@ -71,9 +71,9 @@ TEST_F(ApacheKafka, JavaConsoleConsumerReadsOurEventsOnTheSamePartition) {
   ASSERT_GE(partition, 0);
   std::string out;
   int rc = run("java -cp '" + classpath_ +
-                   "' org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server " +
+                   "' kafka.tools.ConsoleConsumer --bootstrap-server " +
                    brokers_ + " --topic wa.inbound --partition " + std::to_string(partition) +
-                   " --offset earliest --timeout-ms 15000 --property print.key=true"
+                   " --offset earliest --timeout-ms 6000 --property print.key=true"
                    " --property key.separator='|'",
                out);
   (void)rc;  // the console consumer exits non-zero on its timeout; the output is what counts
