@@ -16,15 +16,6 @@ end
 return 2
 )lua";
 
-constexpr const char* kConfirm = R"lua(
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] or not v then
-  redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
-  return 1
-end
-return 0
-)lua";
-
 constexpr const char* kRelease = R"lua(
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -37,10 +28,9 @@ RedisDedupStore::RedisDedupStore(redis::Options options, int64_t pending_ttl_ms,
     : pending_ttl_ms_(pending_ttl_ms),
       done_ttl_ms_(done_ttl_ms),
       claim_(kClaim),
-      confirm_(kConfirm),
       release_(kRelease),
       pipeline_(std::make_unique<redis::RedisPipeline>(
-          std::move(options), std::vector<const redis::Script*>{&claim_, &confirm_, &release_})) {}
+          std::move(options), std::vector<const redis::Script*>{&claim_, &release_})) {}
 
 void RedisDedupStore::claim(std::vector<std::string> keys, std::string token,
                             std::function<void(Result<std::vector<ClaimState>>)> done) {
@@ -90,10 +80,26 @@ void RedisDedupStore::run_each(const redis::Script& script, std::vector<std::str
                     });
 }
 
-void RedisDedupStore::confirm(std::vector<std::string> keys, std::string token,
+void RedisDedupStore::confirm(std::vector<std::string> keys, std::string /*token*/,
                               std::function<void(Status)> done) {
-  run_each(confirm_, std::move(keys), {std::move(token), std::to_string(done_ttl_ms_)},
-           std::move(done));
+  // Once Kafka acknowledged the event it is done, whoever holds the pending mark now: a plain
+  // SET (no script) is both correct and the cheapest command.
+  if (keys.empty()) {
+    return done(Status{});
+  }
+  std::vector<redis::Command> cmds;
+  cmds.reserve(keys.size());
+  const std::string ttl = std::to_string(done_ttl_ms_);
+  for (auto& k : keys) {
+    cmds.push_back({"SET", std::move(k), "done", "PX", ttl});
+  }
+  pipeline_->submit(std::move(cmds),
+                    [done = std::move(done)](Result<std::vector<redis::Reply>> replies) {
+                      if (!replies) {
+                        return done(Unexpected(replies.error()));
+                      }
+                      done(Status{});
+                    });
 }
 
 void RedisDedupStore::release(std::vector<std::string> keys, std::string token,

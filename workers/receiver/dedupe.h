@@ -1,7 +1,8 @@
 #pragma once
 // DedupStore on Redis. A key's life: SET NX "<token>" with a short TTL when a request claims
-// it; "done" with the dedupe TTL once Kafka acknowledged; deleted if the produce failed.
-// Both transitions check the token, so a slow request never clobbers another's claim.
+// it; "done" with the dedupe TTL once Kafka acknowledged; deleted if the produce failed. The
+// release checks the token, so a slow request never frees another's claim; "done" needs no
+// check, because an acknowledged event is done whoever holds the mark.
 // One EVALSHA per key (keys are not hash-tagged together, so this works on Redis Cluster),
 // all of a request's keys in one pipelined round trip, shared with concurrent requests.
 #include <memory>
@@ -29,7 +30,6 @@ class RedisDedupStore : public DedupStore {
   int64_t pending_ttl_ms_;
   int64_t done_ttl_ms_;
   redis::Script claim_;
-  redis::Script confirm_;
   redis::Script release_;
   std::unique_ptr<redis::RedisPipeline> pipeline_;  // last: its thread uses the scripts
 };

@@ -141,11 +141,18 @@ std::string trace_id_from(const http::Request& req) {
       return id;
     }
   }
-  return crypto::random_hex(16);
+  return crypto::fast_random_hex(16);
 }
 
 std::string make_traceparent(const std::string& trace_id) {
-  return "00-" + trace_id + "-" + crypto::random_hex(8) + "-01";
+  return "00-" + trace_id + "-" + crypto::fast_random_hex(8) + "-01";
+}
+
+// Unique per request across replicas and restarts: a random process prefix and a counter.
+std::string claim_token() {
+  static const std::string prefix = crypto::random_hex(8) + ":";
+  static std::atomic<uint64_t> counter{0};
+  return prefix + std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
 }
 
 OutRecord Receiver::to_record(const WebhookEvent& e) {
@@ -366,6 +373,7 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
   }
   struct Ctx {
     std::vector<WebhookEvent> events;
+    std::vector<OutRecord> records;  // encoded here, on the I/O thread, not on Redis's thread
     std::vector<std::string> keys;
     std::string token;
     http::Request req;
@@ -373,12 +381,14 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
   };
   auto ctx = std::make_shared<Ctx>();
   ctx->events = std::move(events);
-  ctx->token = crypto::random_hex(12);
+  ctx->token = claim_token();
   ctx->req = req;
   ctx->req.body().clear();  // only headers/version are needed to answer
   ctx->respond = std::move(respond);
+  ctx->records.reserve(ctx->events.size());
   for (const auto& e : ctx->events) {
     ctx->keys.push_back(dedupe_redis_key(e.dedupe_key));
+    ctx->records.push_back(to_record(e));
   }
 
   dedupe_.claim(ctx->keys, ctx->token, [this, ctx, path](Result<std::vector<ClaimState>> states) {
@@ -395,7 +405,7 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
       const char* kind = to_string(ctx->events[i].kind);
       if (st == ClaimState::kClaimed) {
         claimed.push_back(ctx->keys[i]);
-        records.push_back(to_record(ctx->events[i]));
+        records.push_back(std::move(ctx->records[i]));
         kinds.emplace_back(kind);
       } else if (st == ClaimState::kAlreadyDone) {
         metrics_->events.Add({{"kind", kind}, {"result", "duplicate"}}).Increment();
@@ -433,13 +443,13 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
       for (const auto& k : kinds) {
         metrics_->events.Add({{"kind", k}, {"result", "produced"}}).Increment();
       }
-      dedupe_.confirm(claimed, ctx->token, [this, ctx, path](const Status& c) {
+      // Durable on Kafka: answer now. Marking the claims done happens after; if it fails the
+      // pending marks expire and a retry may be produced again (same event_id), never lost.
+      finish(ctx->req, ctx->respond, 200, "ok", path, "accepted");
+      dedupe_.confirm(claimed, ctx->token, [](const Status& c) {
         if (!c) {
-          // Durable on Kafka already; the pending claim expires and a retry may duplicate,
-          // which consumers absorb by event_id. Still a success for Meta.
           log::warn("dedupe.confirm_failed", {{"reason", c.error().message}});
         }
-        finish(ctx->req, ctx->respond, 200, "ok", path, "accepted");
       });
     });
   });
