@@ -27,8 +27,13 @@ for _ in $(seq 1 100); do [[ -s "$run/port" ]] && break; sleep 0.05; done
 port=$(cat "$run/port")
 # warm-up (connections, topic metadata, producer id)
 build/bin/bench_webhook_load --port "$port" --secret bench-secret --seconds 2 --connections 8 --unique 2000 >/dev/null
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ticks
+rpid=$(pgrep -f "wafleet-receiver --listen" | head -1); bpid=${pids[0]}; dpid=${pids[1]}
+r0=$(cpu "$rpid"); b0=$(cpu "$bpid"); d0=$(cpu "$dpid")
 echo "receiver (dev broker + redis, ${threads} HTTP threads):"
 build/bin/bench_webhook_load --port "$port" --secret bench-secret --seconds "$secs" --connections "$conns" --unique 400000
+hz=$(getconf CLK_TCK)
+echo "cpu seconds during the run: receiver=$(( ($(cpu "$rpid") - r0) / hz )).$(( ($(cpu "$rpid") - r0) % hz )) devbroker=$(( ($(cpu "$bpid") - b0) / hz )) redis=$(( ($(cpu "$dpid") - d0) / hz ))"
 echo "no-op endpoint, same HTTP server (1 thread):"
 build/bin/bench_webhook_load --noop --seconds "$secs" --connections "$conns" --unique 20000
 echo "redis keys after the run: $(redis-cli -p "$rport" dbsize)"

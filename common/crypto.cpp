@@ -6,7 +6,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/core_names.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -39,11 +41,32 @@ std::string hex_encode(std::string_view bytes) {
 }
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
+  // OpenSSL 3's one-shot HMAC() looks the algorithm up on every call; fetch it once per thread.
+  struct MacDeleter {
+    void operator()(EVP_MAC* m) const { EVP_MAC_free(m); }
+  };
+  thread_local std::unique_ptr<EVP_MAC, MacDeleter> mac(EVP_MAC_fetch(nullptr, "HMAC", nullptr));
+  unsigned char out[EVP_MAX_MD_SIZE];
+  size_t len = 0;
+  if (mac) {
+    std::unique_ptr<EVP_MAC_CTX, Deleter<EVP_MAC_CTX, EVP_MAC_CTX_free>> ctx(
+        EVP_MAC_CTX_new(mac.get()));
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0),
+                           OSSL_PARAM_construct_end()};
+    if (ctx &&
+        EVP_MAC_init(ctx.get(), reinterpret_cast<const unsigned char*>(key.data()), key.size(),
+                     params) == 1 &&
+        EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(data.data()),
+                       data.size()) == 1 &&
+        EVP_MAC_final(ctx.get(), out, &len, sizeof out) == 1) {
+      return hex_encode(std::string_view(reinterpret_cast<const char*>(out), len));
+    }
+  }
+  unsigned int ulen = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &len);
-  return hex_encode(std::string_view(reinterpret_cast<const char*>(mac), len));
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &ulen);
+  return hex_encode(std::string_view(reinterpret_cast<const char*>(out), ulen));
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {

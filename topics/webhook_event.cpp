@@ -58,6 +58,91 @@ nlohmann::json WebhookEvent::to_json() const {
   return j;
 }
 
+namespace {
+
+void append_string(std::string& out, const std::string& s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (u < 0x20) {
+          out += "\\u00";
+          out += kHex[u >> 4];
+          out += kHex[u & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+void put(std::string& out, const char* key, const std::string& value) {
+  out += '"';
+  out += key;
+  out += "\":";
+  append_string(out, value);
+  out += ',';
+}
+
+void put(std::string& out, const char* key, int64_t value) {
+  out += '"';
+  out += key;
+  out += "\":";
+  out += std::to_string(value);
+  out += ',';
+}
+
+}  // namespace
+
+std::string WebhookEvent::encode() const {
+  // Strings here come from a parsed JSON document (valid UTF-8) or from us; raw is dumped with
+  // the replace handler like everything else we write.
+  std::string out;
+  out.reserve(512);
+  out += "{\"v\":1,";
+  put(out, "kind", std::string(to_string(kind)));
+  put(out, "event_id", event_id);
+  put(out, "conversation_key", conversation_key);
+  put(out, "identity", identity);
+  put(out, "phone_number_id", phone_number_id);
+  put(out, "display_phone_number", display_phone_number);
+  put(out, "waba_id", waba_id);
+  put(out, "field", this->field);
+  put(out, "user_id", user_id);
+  put(out, "parent_user_id", parent_user_id);
+  put(out, "wa_id", wa_id);
+  put(out, "profile_name", profile_name);
+  put(out, "username", username);
+  put(out, "type", type);
+  put(out, "message_id", message_id);
+  put(out, "timestamp", timestamp);
+  put(out, "received_at_ms", received_at_ms);
+  put(out, "source", source);
+  put(out, "trace_id", trace_id);
+  out += "\"raw\":";
+  out += json::dump(raw);
+  out += '}';
+  return out;
+}
+
 Expected<WebhookEvent, std::string> WebhookEvent::from_json(const nlohmann::json& j) {
   if (!j.is_object() || json::int_or(j, "v") != 1) {
     return Unexpected(std::string("not a v1 webhook event"));

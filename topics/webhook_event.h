@@ -39,6 +39,9 @@ struct WebhookEvent {
   // The topic this event belongs on (catalogue names).
   const char* topic() const;
   nlohmann::json to_json() const;
+  // The same document as to_json().dump(), written directly (no intermediate DOM): this is the
+  // receiver's hot path.
+  std::string encode() const;
   static Expected<WebhookEvent, std::string> from_json(const nlohmann::json& j);
 };
 

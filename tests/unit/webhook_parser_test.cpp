@@ -279,6 +279,20 @@ TEST(WebhookParser, EumEventWithoutEntryIsAnError) {
   EXPECT_FALSE(parse_eum_event(R"({"whatsAppWebhookEntry":"{bad"})", ParseContext{}).has_value());
 }
 
+TEST(WebhookEvent, DirectEncodingEqualsTheJsonDocument) {
+  auto names = test::fixture_names("pywa_");
+  auto meta = test::fixture_names("meta_inbound_");
+  names.insert(names.end(), meta.begin(), meta.end());
+  for (const auto& name : names) {
+    for (auto& e : parse_ok(name)) {
+      e.profile_name = "Quote \" back\\slash \n\t\x01 caf\xc3\xa9";
+      auto decoded = nlohmann::json::parse(e.encode(), nullptr, false);
+      ASSERT_FALSE(decoded.is_discarded()) << name << ": " << e.encode();
+      EXPECT_EQ(decoded, e.to_json()) << name;
+    }
+  }
+}
+
 TEST(WebhookEvent, RoundTripsThroughJson) {
   auto events = parse_ok("pywa_inbound_text.json");
   ASSERT_EQ(events.size(), 1u);

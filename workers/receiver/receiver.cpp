@@ -159,7 +159,7 @@ OutRecord Receiver::to_record(const WebhookEvent& e) {
   OutRecord r;
   r.topic = e.topic();
   r.key = e.conversation_key;
-  r.value = json::dump(e.to_json());
+  r.value = e.encode();
   r.headers = {{"traceparent", make_traceparent(e.trace_id)},
                {"event_id", e.event_id},
                {"source", e.source}};

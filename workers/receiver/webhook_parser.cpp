@@ -70,10 +70,9 @@ void set_key(WebhookEvent& e, const std::string& identity) {
   e.conversation_key = e.phone_number_id + ":" + (identity.empty() ? "unknown" : identity);
 }
 
-WebhookEvent message_event(const Json& m, const ValueContext& v, const ParseContext& ctx) {
+WebhookEvent message_event(Json& m, const ValueContext& v, const ParseContext& ctx) {
   WebhookEvent e = base_event(v, ctx);
   e.kind = EventKind::kMessage;
-  e.raw = m;
   e.message_id = json::str(m, "id");
   e.type = json::str(m, "type");
   if (e.type.empty()) {
@@ -88,13 +87,13 @@ WebhookEvent message_event(const Json& m, const ValueContext& v, const ParseCont
       e.message_id.empty() ? "sha256:" + crypto::sha256_hex(json::dump(m)) : e.message_id;
   e.event_id = "m:" + e.phone_number_id + ":" + id;
   e.dedupe_key = e.event_id;
+  e.raw = std::move(m);  // last: the fields above were read from it
   return e;
 }
 
-WebhookEvent status_event(const Json& s, const ValueContext& v, const ParseContext& ctx) {
+WebhookEvent status_event(Json& s, const ValueContext& v, const ParseContext& ctx) {
   WebhookEvent e = base_event(v, ctx);
   e.kind = EventKind::kStatus;
-  e.raw = s;
   e.message_id = json::str(s, "id");
   e.type = json::str(s, "status");
   if (e.type.empty()) {
@@ -116,6 +115,7 @@ WebhookEvent status_event(const Json& s, const ValueContext& v, const ParseConte
       e.message_id.empty() ? "sha256:" + crypto::sha256_hex(json::dump(s)) : e.message_id;
   e.event_id = "s:" + e.phone_number_id + ":" + id + ":" + e.type;
   e.dedupe_key = e.event_id;
+  e.raw = std::move(s);
   return e;
 }
 
@@ -133,12 +133,15 @@ WebhookEvent error_event(const Json& err, size_t index, const std::string& value
 
 }  // namespace
 
-Expected<void, std::string> parse_entry(const Json& entry, const ParseContext& ctx,
-                                        std::vector<WebhookEvent>& out) {
+namespace {
+
+// Consumes entry: message and status objects are moved into the events, not copied.
+Expected<void, std::string> take_entry(Json& entry, const ParseContext& ctx,
+                                       std::vector<WebhookEvent>& out) {
   if (!entry.is_object()) {
     return Unexpected(std::string("entry is not an object"));
   }
-  const Json* changes = json::field(entry, "changes");
+  Json* changes = entry.contains("changes") ? &entry["changes"] : nullptr;
   if (changes == nullptr || !changes->is_array()) {
     return Unexpected(std::string("entry has no changes[] array"));
   }
@@ -149,7 +152,7 @@ Expected<void, std::string> parse_entry(const Json& entry, const ParseContext& c
       waba_id = std::to_string(id->get<int64_t>());
     }
   }
-  for (const auto& change : *changes) {
+  for (auto& change : *changes) {
     ValueContext v;
     v.waba_id = waba_id;
     v.field = json::str(change, "field");
@@ -176,21 +179,43 @@ Expected<void, std::string> parse_entry(const Json& entry, const ParseContext& c
       out.push_back(std::move(e));
       continue;
     }
-    for (const auto& m : json::arr(value, "messages")) {
-      out.push_back(message_event(m, v, ctx));
-    }
-    for (const auto& s : json::arr(value, "statuses")) {
-      out.push_back(status_event(s, v, ctx));
-    }
+    // Errors hash the value as it arrived, before its messages are moved out.
     const Json& errors = json::arr(value, "errors");
-    if (!errors.empty()) {
-      const std::string hash = crypto::sha256_hex(json::dump(value)).substr(0, 32);
-      for (size_t i = 0; i < errors.size(); ++i) {
-        out.push_back(error_event(errors[i], i, hash, v, ctx));
+    const std::string errors_hash =
+        errors.empty() ? std::string{} : crypto::sha256_hex(json::dump(value)).substr(0, 32);
+    Json* mv = change.is_object() && change.contains("value") && change["value"].is_object()
+                   ? &change["value"]
+                   : nullptr;
+    auto array_in = [mv](const char* key) -> Json* {
+      if (mv == nullptr || !mv->contains(key)) {
+        return nullptr;
       }
+      Json* a = &(*mv)[key];
+      return a->is_array() ? a : nullptr;
+    };
+    if (Json* ms = array_in("messages")) {
+      for (auto& m : *ms) {
+        out.push_back(message_event(m, v, ctx));
+      }
+    }
+    if (Json* ss = array_in("statuses")) {
+      for (auto& s : *ss) {
+        out.push_back(status_event(s, v, ctx));
+      }
+    }
+    for (size_t i = 0; i < errors.size(); ++i) {
+      out.push_back(error_event(errors[i], i, errors_hash, v, ctx));
     }
   }
   return {};
+}
+
+}  // namespace
+
+Expected<void, std::string> parse_entry(const Json& entry, const ParseContext& ctx,
+                                        std::vector<WebhookEvent>& out) {
+  Json copy = entry;
+  return take_entry(copy, ctx, out);
 }
 
 Expected<std::vector<WebhookEvent>, std::string> parse_meta_webhook(std::string_view body,
@@ -206,13 +231,12 @@ Expected<std::vector<WebhookEvent>, std::string> parse_meta_webhook(std::string_
   if (object != "whatsapp_business_account") {
     return Unexpected("object is '" + object + "', expected 'whatsapp_business_account'");
   }
-  const Json* entries = json::field(doc, "entry");
-  if (entries == nullptr || !entries->is_array()) {
+  if (!doc.contains("entry") || !doc["entry"].is_array()) {
     return Unexpected(std::string("entry[] is missing"));
   }
   std::vector<WebhookEvent> out;
-  for (const auto& entry : *entries) {
-    if (auto r = parse_entry(entry, ctx, out); !r) {
+  for (auto& entry : doc["entry"]) {
+    if (auto r = take_entry(entry, ctx, out); !r) {
       return Unexpected(r.error());
     }
   }
@@ -240,7 +264,7 @@ Expected<std::vector<WebhookEvent>, std::string> parse_eum_event(std::string_vie
     entry = *entry_field;
   }
   std::vector<WebhookEvent> out;
-  if (auto r = parse_entry(entry, ctx, out); !r) {
+  if (auto r = take_entry(entry, ctx, out); !r) {
     return Unexpected(r.error());
   }
   return out;
