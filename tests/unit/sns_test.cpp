@@ -78,3 +78,20 @@ TEST(Sns, SignatureVerifiesForBothVersionsAndFailsWhenTampered) {
 
 }  // namespace
 }  // namespace wafleet::receiver
+
+namespace wafleet::receiver {
+namespace {
+
+TEST(Sns, LambdaRecordSpellingOfCertUrlIsUnderstood) {
+  auto records = nlohmann::json::parse(test::fixture("aws_lambda_sns_event_records.json"));
+  auto m = parse_sns(records["Records"][0]["Sns"].dump());
+  ASSERT_TRUE(m.has_value()) << m.error();
+  EXPECT_EQ(m->type, "Notification");
+  EXPECT_EQ(m->message, "Hello from SNS!");
+  EXPECT_EQ(m->signing_cert_url, "EXAMPLE");
+  EXPECT_TRUE(m->has_subject);
+  EXPECT_EQ(m->subject, "TestInvoke");
+}
+
+}  // namespace
+}  // namespace wafleet::receiver

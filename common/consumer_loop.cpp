@@ -1,0 +1,113 @@
+#include "common/consumer_loop.h"
+
+#include <future>
+#include <thread>
+
+#include "common/log.h"
+
+namespace wafleet::kafka {
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+ConsumerLoop::ConsumerLoop(Consumer& consumer, Producer& producer, LoopOptions options)
+    : consumer_(consumer), producer_(producer), options_(std::move(options)) {}
+
+Status ConsumerLoop::dead_letter(const Record& r, const Error& e, int attempts, int64_t first_ms,
+                                 const std::string& stage) {
+  Headers h = {{"dlq.original.topic", r.topic},
+               {"dlq.original.partition", std::to_string(r.partition)},
+               {"dlq.original.offset", std::to_string(r.offset)},
+               {"dlq.original.timestamp.ms", std::to_string(r.timestamp_ms)},
+               {"dlq.original.key", r.key},
+               {"dlq.original.group", options_.group_id},
+               {"dlq.worker", options_.worker},
+               {"dlq.stage", stage},
+               {"dlq.error.class", to_string(e.kind)},
+               {"dlq.error.message", e.message},
+               {"dlq.attempts", std::to_string(attempts)},
+               {"dlq.first.failure.ms", std::to_string(first_ms)},
+               {"dlq.last.failure.ms", std::to_string(now_ms())}};
+  if (auto tp = r.header("traceparent")) {
+    h.emplace_back("traceparent", *tp);
+  }
+  // The original headers travel too, so a replay can restore them.
+  for (const auto& [k, v] : r.headers) {
+    if (k != "traceparent" && k.rfind("dlq.", 0) != 0) {
+      h.emplace_back("dlq.original.header." + k, v);
+    }
+  }
+  std::promise<Status> acked;
+  producer_.produce(options_.dlq_topic, r.key, r.value, h,
+                    [&acked](const Status& s, int32_t, int64_t) { acked.set_value(s); });
+  Status s = acked.get_future().get();
+  if (s) {
+    ++stats_.dead_lettered;
+    log::warn("record.dead_lettered", {{"topic", r.topic},
+                                       {"partition", r.partition},
+                                       {"offset", r.offset},
+                                       {"error_class", to_string(e.kind)},
+                                       {"reason", log::redact_digits(e.message)},
+                                       {"attempts", attempts}});
+  }
+  return s;
+}
+
+Status ConsumerLoop::run(const RecordHandler& handler) {
+  while (!stop_.load()) {
+    auto polled = consumer_.poll(options_.poll_timeout);
+    if (!polled) {
+      return Unexpected(polled.error());  // fatal consumer error
+    }
+    if (!*polled) {
+      continue;
+    }
+    const Record& r = **polled;
+    int attempts = 0;
+    int64_t first_failure = 0;
+    auto backoff = options_.backoff_initial;
+    for (;;) {
+      ++attempts;
+      Status s = handler(r);
+      if (s) {
+        break;
+      }
+      if (first_failure == 0) {
+        first_failure = now_ms();
+      }
+      const Error& e = s.error();
+      if (e.kind == ErrorKind::kFatal) {
+        log::error("consumer.fatal", {{"topic", r.topic}, {"partition", r.partition},
+                                      {"offset", r.offset}, {"reason", e.message}});
+        return s;
+      }
+      if (e.kind == ErrorKind::kTransient && attempts < options_.max_attempts && !stop_.load()) {
+        ++stats_.retried;
+        std::this_thread::sleep_for(backoff);
+        backoff = std::min(backoff * 2, options_.backoff_max);
+        continue;
+      }
+      if (stop_.load() && e.kind == ErrorKind::kTransient) {
+        return {};  // shutting down: leave the offset, the next owner retries
+      }
+      if (Status d = dead_letter(r, e, attempts, first_failure, "handle"); !d) {
+        log::error("dlq.produce_failed", {{"reason", d.error().message}});
+        return Unexpected(Error::fatal("cannot write the dead-letter topic: " + d.error().message));
+      }
+      break;
+    }
+    ++stats_.processed;
+    if (Status st = consumer_.store_offset(r.topic, r.partition, r.offset + 1); !st) {
+      log::warn("consumer.offset_store_failed", {{"reason", st.error().message}});
+    }
+  }
+  return {};
+}
+
+}  // namespace wafleet::kafka
