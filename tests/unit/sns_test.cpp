@@ -1,6 +1,7 @@
 #include "workers/receiver/sns.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "common/crypto.h"
 #include "tests/support/fixtures.h"
