@@ -237,6 +237,18 @@ TEST_F(ReceiverTest, SameWebhookTwiceProducesOnce) {
   EXPECT_EQ(counter("duplicate"), 1);
 }
 
+TEST_F(ReceiverTest, TheSameMessageTwiceInOneBodyIsProducedOnce) {
+  auto body = nlohmann::json::parse(test::fixture("pywa_inbound_text.json"));
+  auto& messages = body["entry"][0]["changes"][0]["value"]["messages"];
+  messages.push_back(messages[0]);
+  auto second = body["entry"][0];
+  body["entry"].push_back(second);  // and once more in another entry
+  EXPECT_EQ(post_signed(body.dump()).result_int(), 200u);
+  EXPECT_EQ(sink_.published.size(), 1u);
+  EXPECT_EQ(dedupe_.values.size(), 1u);
+  EXPECT_EQ(dedupe_.values.begin()->second, "done");
+}
+
 TEST_F(ReceiverTest, FailedProduceReleasesTheClaimSoTheRetryIsAccepted) {
   const std::string body = test::fixture("meta_inbound_text.json");
   sink_.fail = true;

@@ -146,6 +146,13 @@ int main(int argc, char** argv) {
   http::Server server(so, [&core](http::Request&& req, http::Responder respond) {
     core.handle(std::move(req), std::move(respond));
   });
+  // Readiness asks Redis itself (short timeouts), so a receiver is not "ready" before its first
+  // request has found Redis down.
+  std::mutex probe_mu;
+  redis::Options probe_opts = *redis_opts;
+  probe_opts.connect_timeout = std::chrono::milliseconds(300);
+  probe_opts.command_timeout = std::chrono::milliseconds(300);
+  redis::RedisClient probe_redis(probe_opts);
   AdminServer admin_server(
       admin->host, admin->port, registry,
       [&] { return Probe{!(*producer)->fatal(), (*producer)->fatal() ? "kafka fatal error" : ""}; },
@@ -153,8 +160,9 @@ int main(int argc, char** argv) {
         if ((*producer)->fatal()) {
           return Probe{false, "kafka fatal error"};
         }
-        if (!dedupe.healthy()) {
-          return Probe{false, "redis unavailable"};
+        std::lock_guard lock(probe_mu);
+        if (auto ping = probe_redis.ping(); !ping) {
+          return Probe{false, "redis: " + ping.error().message};
         }
         return Probe{true, ""};
       });

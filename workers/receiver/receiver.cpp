@@ -1,6 +1,7 @@
 #include "workers/receiver/receiver.h"
 
 #include <mutex>
+#include <unordered_set>
 
 #include "common/crypto.h"
 #include "common/json_util.h"
@@ -206,6 +207,10 @@ void Receiver::handle(http::Request&& req, http::Responder respond) {
     }
     return finish(req, timed, 405, "method not allowed", path, "method_not_allowed");
   }
+  if (path == "/healthz" && req.method() == bhttp::verb::get) {
+    // Load balancers often probe the serving port; the full probes are on the admin port.
+    return timed(http::make_response(req, 200, "ok\n"));
+  }
   return finish(req, timed, 404, "not found", "other", "not_found");
 }
 
@@ -400,8 +405,12 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
     std::vector<OutRecord> records;
     std::vector<std::string> kinds;
     bool elsewhere = false;
+    std::unordered_set<std::string> seen;  // the same event twice inside one body
     for (size_t i = 0; i < ctx->events.size(); ++i) {
-      const ClaimState st = i < states->size() ? (*states)[i] : ClaimState::kInFlightElsewhere;
+      ClaimState st = i < states->size() ? (*states)[i] : ClaimState::kInFlightElsewhere;
+      if (!seen.insert(ctx->keys[i]).second) {
+        st = ClaimState::kAlreadyDone;
+      }
       const char* kind = to_string(ctx->events[i].kind);
       if (st == ClaimState::kClaimed) {
         claimed.push_back(ctx->keys[i]);
