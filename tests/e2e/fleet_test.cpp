@@ -183,6 +183,21 @@ TEST_F(Fleet, LogsCarryNoSecretsAndNoClearPhoneNumbers) {
   EXPECT_EQ(log.find("15559876543"), std::string::npos);
 }
 
+TEST_F(Fleet, RedisDownMakesItUnreadyAndWebhooksGet503NotA200) {
+  redis_.stop();
+  auto ready = http::fetch("GET", "http://127.0.0.1:" + admin_ + "/readyz", {}, "",
+                           std::chrono::seconds(5));
+  ASSERT_TRUE(ready.has_value());
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_NE(ready->body.find("redis"), std::string::npos);
+  std::string out;
+  EXPECT_EQ(run(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
+                    "/webhook --secret e2e-secret --from 15550000042",
+                out),
+            1);
+  EXPECT_NE(out.find("503"), std::string::npos) << out;
+}
+
 TEST_F(Fleet, SigtermStopsTheReceiverCleanly) {
   EXPECT_EQ(receiver_->stop(), 0) << receiver_->log();
   EXPECT_NE(receiver_->log().find("worker.stopped"), std::string::npos);

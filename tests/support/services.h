@@ -48,6 +48,7 @@ class RedisServer {
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
   redis::Options options() const;
   void flush_all();
+  void stop() { process_->stop(); }
 
  private:
   uint16_t port_ = 0;
