@@ -34,6 +34,6 @@ echo "receiver (dev broker + redis, ${threads} HTTP threads):"
 build/bin/bench_webhook_load --port "$port" --secret bench-secret --seconds "$secs" --connections "$conns" --unique 400000
 hz=$(getconf CLK_TCK)
 echo "cpu seconds during the run: receiver=$(( ($(cpu "$rpid") - r0) / hz )).$(( ($(cpu "$rpid") - r0) % hz )) devbroker=$(( ($(cpu "$bpid") - b0) / hz )) redis=$(( ($(cpu "$dpid") - d0) / hz ))"
-echo "no-op endpoint, same HTTP server (1 thread):"
-build/bin/bench_webhook_load --noop --seconds "$secs" --connections "$conns" --unique 20000
+echo "no-op endpoint, same HTTP server (${threads} threads):"
+build/bin/bench_webhook_load --noop --noop-threads "$threads" --seconds "$secs" --connections "$conns" --unique 20000
 echo "redis keys after the run: $(redis-cli -p "$rport" dbsize)"

@@ -138,6 +138,7 @@ int main(int argc, char** argv) {
   int threads = 1;
   int unique = 200000;
   bool noop = false;
+  int noop_threads = 2;
   app.add_option("--host", url_host);
   app.add_option("--port", url_port);
   app.add_option("--path", path);
@@ -147,12 +148,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "client I/O threads");
   app.add_option("--unique", unique, "distinct bodies (beyond that they repeat as duplicates)");
   app.add_flag("--noop", noop, "load an in-process no-op endpoint of the same HTTP server");
+  app.add_option("--noop-threads", noop_threads, "I/O threads of the no-op server");
   CLI11_PARSE(app, argc, argv);
 
   std::unique_ptr<wafleet::http::Server> noop_server;
   if (noop) {
     wafleet::http::ServerOptions so;
-    so.threads = 1;
+    so.threads = noop_threads;
     noop_server = std::make_unique<wafleet::http::Server>(
         so, [](wafleet::http::Request&& req, wafleet::http::Responder respond) {
           respond(wafleet::http::make_response(req, 200, "ok\n"));

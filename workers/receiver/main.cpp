@@ -202,6 +202,9 @@ int main(int argc, char** argv) {
   admin_server.stop();
   const bool was_fatal = fatal.exchange(true);
   watchdog.join();
+  // The producer goes first: a delivery report still pending would otherwise call into the
+  // receiver core, the dedupe store and the HTTP server after they are gone.
+  (*producer).reset();
   log::info("worker.stopped");
   return was_fatal ? 1 : 0;
 }
