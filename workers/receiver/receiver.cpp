@@ -1,6 +1,8 @@
 #include "workers/receiver/receiver.h"
 
+#include <map>
 #include <mutex>
+#include <shared_mutex>
 #include <unordered_set>
 
 #include "common/crypto.h"
@@ -14,20 +16,58 @@ namespace wafleet::receiver {
 
 namespace bhttp = boost::beast::http;
 
+namespace {
+
+// Counters of a two-label family, looked up without allocating once created (the hot path
+// would otherwise build a label map per request).
+class CounterTable {
+ public:
+  CounterTable(prometheus::Family<prometheus::Counter>& family, std::string label_a,
+               std::string label_b)
+      : family_(family), label_a_(std::move(label_a)), label_b_(std::move(label_b)) {}
+
+  prometheus::Counter& get(std::string_view a, std::string_view b) {
+    {
+      std::shared_lock lock(mu_);
+      if (auto i = table_.find(a); i != table_.end()) {
+        if (auto j = i->second.find(b); j != i->second.end()) {
+          return *j->second;
+        }
+      }
+    }
+    std::unique_lock lock(mu_);
+    auto& c = family_.Add({{label_a_, std::string(a)}, {label_b_, std::string(b)}});
+    table_[std::string(a)][std::string(b)] = &c;
+    return c;
+  }
+
+ private:
+  prometheus::Family<prometheus::Counter>& family_;
+  std::string label_a_;
+  std::string label_b_;
+  std::shared_mutex mu_;
+  std::map<std::string, std::map<std::string, prometheus::Counter*, std::less<>>, std::less<>>
+      table_;
+};
+
+}  // namespace
+
 struct Receiver::Metrics {
-  prometheus::Family<prometheus::Counter>& requests;
-  prometheus::Family<prometheus::Counter>& events;
+  CounterTable requests;
+  CounterTable events;
   prometheus::Histogram& latency;
 
   explicit Metrics(prometheus::Registry& r)
       : requests(prometheus::BuildCounter()
                      .Name("wafleet_receiver_requests_total")
                      .Help("HTTP requests by path and outcome")
-                     .Register(r)),
+                     .Register(r),
+                 "path", "outcome"),
         events(prometheus::BuildCounter()
                    .Name("wafleet_receiver_events_total")
                    .Help("normalized events by kind and result (produced, duplicate)")
-                   .Register(r)),
+                   .Register(r),
+               "kind", "result"),
         latency(prometheus::BuildHistogram()
                     .Name("wafleet_receiver_request_seconds")
                     .Help("time from request to answer")
@@ -179,7 +219,7 @@ Receiver::Receiver(ReceiverOptions options, EventSink& sink, DedupStore& dedupe,
 void Receiver::finish(const http::Request& req, const http::Responder& respond, unsigned status,
                       const std::string& body, const std::string& path,
                       const std::string& outcome) {
-  metrics_->requests.Add({{"path", path}, {"outcome", outcome}}).Increment();
+  metrics_->requests.get(path, outcome).Increment();
   respond(http::make_response(req, status, body + "\n"));
 }
 
@@ -222,12 +262,12 @@ void Receiver::handle_verify(const http::Request& req, const http::Responder& re
                   crypto::constant_time_equal(token, options_.verify_token) && !challenge.empty();
   if (!ok) {
     log::warn("webhook.verify_rejected", {{"mode", mode}});
-    metrics_->requests.Add({{"path", "/webhook"}, {"outcome", "verify_rejected"}}).Increment();
+    metrics_->requests.get("/webhook", "verify_rejected").Increment();
     respond(http::make_response(req, 403, "Forbidden"));
     return;
   }
   log::info("webhook.verified");
-  metrics_->requests.Add({{"path", "/webhook"}, {"outcome", "verified"}}).Increment();
+  metrics_->requests.get("/webhook", "verified").Increment();
   respond(http::make_response(req, 200, challenge));  // verbatim, no newline
 }
 
@@ -387,8 +427,9 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
   auto ctx = std::make_shared<Ctx>();
   ctx->events = std::move(events);
   ctx->token = claim_token();
-  ctx->req = req;
-  ctx->req.body().clear();  // only headers/version are needed to answer
+  // Only the HTTP version and keep-alive are needed to answer: no copy of headers or body.
+  ctx->req.version(req.version());
+  ctx->req.keep_alive(req.keep_alive());
   ctx->respond = std::move(respond);
   ctx->records.reserve(ctx->events.size());
   for (const auto& e : ctx->events) {
@@ -417,7 +458,7 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
         records.push_back(std::move(ctx->records[i]));
         kinds.emplace_back(kind);
       } else if (st == ClaimState::kAlreadyDone) {
-        metrics_->events.Add({{"kind", kind}, {"result", "duplicate"}}).Increment();
+        metrics_->events.get(kind, "duplicate").Increment();
       } else {
         elsewhere = true;
       }
@@ -450,7 +491,7 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
         return;
       }
       for (const auto& k : kinds) {
-        metrics_->events.Add({{"kind", k}, {"result", "produced"}}).Increment();
+        metrics_->events.get(k, "produced").Increment();
       }
       // Durable on Kafka: answer now. Marking the claims done happens after; if it fails the
       // pending marks expire and a retry may be produced again (same event_id), never lost.
