@@ -1,0 +1,326 @@
+#include <random>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/fixtures.h"
+#include "workers/aggregator/turn.h"
+#include "workers/aggregator/window.h"
+#include "workers/receiver/webhook_parser.h"
+
+namespace wafleet::aggregator {
+namespace {
+
+// An inbound event as the receiver would produce it, at event time t (ms).
+WebhookEvent text(const std::string& who, const std::string& id, int64_t t,
+                  const std::string& body) {
+  WebhookEvent e;
+  e.kind = EventKind::kMessage;
+  e.phone_number_id = "106540352242922";
+  e.identity = who;
+  e.wa_id = who;
+  e.conversation_key = e.phone_number_id + ":" + who;
+  e.message_id = id;
+  e.event_id = "m:" + e.phone_number_id + ":" + id;
+  e.type = "text";
+  e.received_at_ms = t;
+  e.raw = {{"from", who}, {"id", id}, {"type", "text"}, {"text", {{"body", body}}}};
+  return e;
+}
+
+WebhookEvent of_type(const std::string& who, const std::string& id, int64_t t,
+                     const std::string& type, nlohmann::json object) {
+  WebhookEvent e = text(who, id, t, "");
+  e.type = type;
+  e.raw = {{"from", who}, {"id", id}, {"type", type}, {type, std::move(object)}};
+  return e;
+}
+
+std::vector<std::string> ids_of(const Window& w) {
+  std::vector<std::string> out;
+  for (const auto& b : w.messages) {
+    out.push_back(b.event.message_id);
+  }
+  return out;
+}
+
+TEST(AggregatorWindow, DebounceKeepsABurstTogetherAndSplitsAfterSilence) {
+  WindowSet ws(Config{});  // quiet 2 s, max 10 s
+  EXPECT_TRUE(ws.add(text("a", "1", 1000, "Hi"), 10).empty());
+  EXPECT_TRUE(ws.add(text("a", "2", 2500, "I need"), 11).empty());
+  EXPECT_TRUE(ws.add(text("a", "3", 4000, "a refund"), 12).empty());
+  EXPECT_EQ(ws.next_due(), 6000);
+  EXPECT_TRUE(ws.close_due(5999).empty());
+  auto closed = ws.close_due(6000);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(ids_of(closed[0]), (std::vector<std::string>{"1", "2", "3"}));
+  // Silence of 2 s or more starts a new window.
+  EXPECT_TRUE(ws.add(text("a", "4", 10000, "x"), 13).empty());
+  auto next = ws.add(text("a", "5", 12000, "y"), 14);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(ids_of(next[0]), (std::vector<std::string>{"4"}));
+  EXPECT_EQ(ws.open_windows(), 1u);
+}
+
+TEST(AggregatorWindow, DebounceNeverRunsPastMaxOrN) {
+  Config c;
+  c.max_messages = 4;
+  WindowSet ws(c);
+  // A message every second for 15 s: the cap of 10 s closes the window.
+  std::vector<Window> closed;
+  for (int i = 0; i < 3; ++i) {
+    auto r = ws.add(text("a", std::to_string(i), 1000 * i, "m"), i);
+    closed.insert(closed.end(), r.begin(), r.end());
+  }
+  EXPECT_TRUE(closed.empty());
+  auto r = ws.add(text("a", "3", 3000, "m"), 3);  // 4th message: N reached
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].messages.size(), 4u);
+
+  WindowSet capped(Config{});
+  std::vector<Window> all;
+  for (int i = 0; i <= 15; ++i) {
+    auto got = capped.add(text("b", std::to_string(i), 1000 * i, "m"), i);
+    all.insert(all.end(), got.begin(), got.end());
+  }
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].messages.size(), 10u);  // 0..9 s; the one at 10 s opens the next
+}
+
+TEST(AggregatorWindow, TumblingClosesAtFirstPlusW) {
+  Config c;
+  c.mode = Config::Mode::kTumbling;
+  c.tumbling_ms = 5000;
+  WindowSet ws(c);
+  ws.add(text("a", "1", 1000, "x"), 1);
+  ws.add(text("a", "2", 5900, "y"), 2);
+  EXPECT_EQ(ws.next_due(), 6000);
+  auto r = ws.add(text("a", "3", 6000, "z"), 3);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(ids_of(r[0]), (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(ws.next_due(), 11000);
+}
+
+TEST(AggregatorWindow, ConversationsAreIndependent) {
+  WindowSet ws(Config{});
+  ws.add(text("a", "a1", 0, "x"), 0);
+  ws.add(text("b", "b1", 500, "x"), 1);
+  ws.add(text("a", "a2", 1500, "x"), 2);
+  EXPECT_EQ(ws.oldest_open_offset(), 0);
+  auto closed = ws.close_due(2500);  // b is due at 2500, a at 3500
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].conversation_key, "106540352242922:b");
+  EXPECT_EQ(ws.oldest_open_offset(), 0);
+  closed = ws.close_due(3500);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_FALSE(ws.oldest_open_offset().has_value());
+}
+
+TEST(AggregatorWindow, RedeliveredMessageIsNotAddedTwice) {
+  WindowSet ws(Config{});
+  ws.add(text("a", "1", 0, "x"), 5);
+  ws.add(text("a", "1", 0, "x"), 5);
+  auto closed = ws.close_due(100000);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].messages.size(), 1u);
+}
+
+TEST(AggregatorWindow, MediaHoldsTheWindowUntilStoredOrTheWaitPasses) {
+  Config c;
+  c.media_wait_ms = 8000;
+  WindowSet ws(c);
+  ws.add(text("a", "1", 0, "look"), 0);
+  ws.add(of_type("a", "2", 500, "image", {{"id", "media-1"}, {"mime_type", "image/jpeg"}}), 1);
+  EXPECT_TRUE(ws.close_due(2500).empty());  // quiet passed, the photo is still downloading
+  ws.media_result("106540352242922:a", "2", true, {{"uri", "file:///m/abc"}, {"sha256", "ab"}});
+  auto closed = ws.close_due(2500);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].messages[1].media, MediaState::kStored);
+
+  ws.add(of_type("a", "3", 20000, "audio", {{"id", "media-2"}, {"voice", true}}), 2);
+  EXPECT_TRUE(ws.close_due(27999).empty());
+  closed = ws.close_due(28000);  // opened + media wait
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].messages[0].media, MediaState::kFailed);
+  EXPECT_EQ(closed[0].messages[0].media_record["status"], "failed");
+}
+
+TEST(AggregatorTurn, JoinsConsecutiveTextsKeepsMediaAndRepliesInPlace) {
+  WindowSet ws(Config{});
+  ws.add(text("a", "1", 0, "Hi"), 10);
+  ws.add(text("a", "2", 100, "I was charged twice"), 11);
+  ws.add(of_type("a", "3", 200, "image",
+                 {{"id", "m1"}, {"mime_type", "image/jpeg"}, {"caption", "the receipt"}}),
+         12);
+  auto reply = text("a", "4", 300, "this one");
+  reply.raw["context"] = {{"from", "15550783881"}, {"id", "wamid.earlier"}};
+  ws.add(reply, 13);
+  ws.add(text("a", "5", 400, "order 5521"), 14);
+  ws.add(of_type("a", "6", 500, "location", {{"latitude", 38.7}, {"longitude", -9.1}}), 15);
+  ws.media_result("106540352242922:a", "3", true, {{"uri", "file:///x"}});
+  auto closed = ws.close_due(10000);
+  ASSERT_EQ(closed.size(), 1u);
+  auto turn = build_turn(closed[0], ws.config(), 7, 10000);
+  const auto& items = turn["items"];
+  ASSERT_EQ(items.size(), 5u);
+  EXPECT_EQ(items[0]["kind"], "text");
+  EXPECT_EQ(items[0]["text"], "Hi\nI was charged twice");
+  EXPECT_EQ(items[0]["message_ids"], nlohmann::json({"1", "2"}));
+  EXPECT_EQ(items[1]["kind"], "image");
+  EXPECT_EQ(items[1]["caption"], "the receipt");
+  EXPECT_EQ(items[1]["media"]["status"], "stored");
+  EXPECT_EQ(items[1]["media"]["uri"], "file:///x");
+  EXPECT_EQ(items[2]["text"], "this one");
+  EXPECT_EQ(items[2]["context"]["id"], "wamid.earlier");
+  EXPECT_EQ(items[3]["text"], "order 5521");  // not merged into a reply
+  EXPECT_EQ(items[4]["kind"], "location");
+  EXPECT_EQ(turn["message_ids"], nlohmann::json({"1", "2", "3", "4", "5", "6"}));
+  EXPECT_EQ(turn["messages"].size(), 6u);
+  EXPECT_EQ(turn["partition"], 7);
+  EXPECT_EQ(turn["first_offset"], 10);
+  EXPECT_EQ(turn["last_offset"], 15);
+  EXPECT_EQ(turn["turn_id"].get<std::string>().size(), 32u);
+}
+
+TEST(AggregatorTurn, OrderIsKafkaOffsetNotTheOneSecondTimestamp) {
+  WindowSet ws(Config{});
+  // Same WhatsApp second, same event-time millisecond: the offset decides.
+  ws.add(text("a", "second", 0, "B"), 21);
+  ws.add(text("a", "first", 0, "A"), 20);
+  auto closed = ws.close_due(5000);
+  auto turn = build_turn(closed[0], ws.config(), 0, 5000);
+  EXPECT_EQ(turn["items"][0]["text"], "A\nB");
+}
+
+TEST(AggregatorTurn, ReactionsAndStickersCanBeDroppedButTheirIdsStay) {
+  Config c;
+  c.keep_reactions = false;
+  c.keep_stickers = false;
+  WindowSet ws(c);
+  ws.add(text("a", "1", 0, "hi"), 0);
+  ws.add(of_type("a", "2", 10, "reaction", {{"message_id", "wamid.x"}, {"emoji", "👍"}}), 1);
+  ws.add(of_type("a", "3", 20, "sticker", {{"id", "s1"}, {"mime_type", "image/webp"}}), 2);
+  ws.media_result("106540352242922:a", "3", true, {});
+  auto closed = ws.close_due(10000);
+  auto turn = build_turn(closed[0], c, 0, 10000);
+  ASSERT_EQ(turn["items"].size(), 1u);
+  EXPECT_EQ(turn["message_ids"].size(), 3u);
+  EXPECT_EQ(turn["dropped_message_ids"], nlohmann::json({"2", "3"}));
+
+  WindowSet keep(Config{});
+  keep.add(of_type("a", "9", 0, "reaction", {{"message_id", "wamid.x"}, {"emoji", "👍"}}), 0);
+  auto kept = build_turn(keep.close_due(10000)[0], Config{}, 0, 10000);
+  EXPECT_EQ(kept["items"][0]["kind"], "reaction");
+  EXPECT_EQ(kept["items"][0]["target_message_id"], "wamid.x");
+}
+
+TEST(AggregatorTurn, EveryFixtureMessageBecomesAnItemWithNothingLost) {
+  auto names = test::fixture_names("pywa_inbound_");
+  auto meta = test::fixture_names("meta_inbound_");
+  names.insert(names.end(), meta.begin(), meta.end());
+  WindowSet ws(Config{});
+  int64_t offset = 0;
+  size_t messages = 0;
+  for (const auto& name : names) {
+    auto events = receiver::parse_meta_webhook(test::fixture(name), {"meta", 0, "t"});
+    ASSERT_TRUE(events.has_value()) << name;
+    for (auto& e : *events) {
+      if (e.kind != EventKind::kMessage) {
+        continue;
+      }
+      e.conversation_key = "one:conversation";  // all into one window, for the test
+      e.event_id += ":" + std::to_string(offset);
+      ws.add(e, offset++);
+      ++messages;
+    }
+  }
+  auto closed = ws.close_due(1000000);
+  ASSERT_GE(closed.size(), 1u);
+  size_t seen = 0;
+  for (const auto& w : closed) {
+    auto turn = build_turn(w, Config{}, 0, 1000000);
+    seen += turn["messages"].size();
+    for (const auto& item : turn["items"]) {
+      EXPECT_TRUE(item.contains("kind"));
+    }
+  }
+  EXPECT_EQ(seen, messages);
+}
+
+// Property: for random interleaved bursts, every message is in exactly one turn, turns keep
+// offset order, a burst (gaps < Q, span < MAX) is exactly one turn, and a replay of the same
+// records gives the same turns.
+TEST(AggregatorProperty, RandomBurstsBecomeExactlyTheirTurns) {
+  std::mt19937 rng(12345);
+  for (int round = 0; round < 20; ++round) {
+    Config c;  // Q = 2 s, MAX = 10 s
+    struct Msg {
+      WebhookEvent e;
+      int burst;
+    };
+    std::vector<Msg> msgs;
+    int burst_id = 0;
+    for (int person = 0; person < 30; ++person) {
+      int64_t t = std::uniform_int_distribution<int>(0, 5000)(rng);
+      const int bursts = std::uniform_int_distribution<int>(1, 4)(rng);
+      for (int b = 0; b < bursts; ++b, ++burst_id) {
+        const int n = std::uniform_int_distribution<int>(1, 6)(rng);
+        for (int k = 0; k < n; ++k) {
+          const std::string id = "p" + std::to_string(person) + "b" + std::to_string(b) + "m" +
+                                 std::to_string(k);
+          msgs.push_back({text("p" + std::to_string(person), id, t, id), burst_id});
+          t += std::uniform_int_distribution<int>(0, 1500)(rng);  // < Q inside a burst
+        }
+        t += 2000 + std::uniform_int_distribution<int>(0, 8000)(rng);  // >= Q between bursts
+      }
+    }
+    std::stable_sort(msgs.begin(), msgs.end(), [](const Msg& a, const Msg& b) {
+      return a.e.received_at_ms < b.e.received_at_ms;
+    });
+    auto run = [&] {
+      WindowSet ws(c);
+      std::vector<nlohmann::json> turns;
+      int64_t offset = 0;
+      for (const auto& m : msgs) {
+        for (auto& w : ws.close_due(m.e.received_at_ms - 1)) {  // the timer, as time passes
+          turns.push_back(build_turn(w, c, 0, m.e.received_at_ms));
+        }
+        for (auto& w : ws.add(m.e, offset++)) {
+          turns.push_back(build_turn(w, c, 0, m.e.received_at_ms));
+        }
+      }
+      for (auto& w : ws.close_due(INT64_MAX)) {
+        turns.push_back(build_turn(w, c, 0, 0));
+      }
+      return turns;
+    };
+    auto turns = run();
+    std::map<std::string, int> burst_of;
+    for (const auto& m : msgs) {
+      burst_of[m.e.message_id] = m.burst;
+    }
+    std::set<std::string> seen;
+    std::set<std::string> turn_ids;
+    for (const auto& t : turns) {
+      EXPECT_TRUE(turn_ids.insert(t["turn_id"]).second);
+      const auto& ids = t["message_ids"];
+      ASSERT_FALSE(ids.empty());
+      const int burst = burst_of[ids[0]];
+      for (const auto& id : ids) {
+        EXPECT_TRUE(seen.insert(id).second) << "message in two turns: " << id;
+        EXPECT_EQ(burst_of[id], burst) << "turn mixes bursts";
+      }
+    }
+    EXPECT_EQ(seen.size(), msgs.size());
+    EXPECT_EQ(static_cast<int>(turns.size()), burst_id);  // one turn per burst, exactly
+    auto again = run();
+    ASSERT_EQ(again.size(), turns.size());
+    for (size_t i = 0; i < turns.size(); ++i) {
+      EXPECT_EQ(again[i]["turn_id"], turns[i]["turn_id"]);
+      EXPECT_EQ(again[i]["items"], turns[i]["items"]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace wafleet::aggregator

@@ -1,0 +1,144 @@
+#include "workers/aggregator/window.h"
+
+#include <algorithm>
+
+namespace wafleet::aggregator {
+
+size_t Window::pending_media() const {
+  return static_cast<size_t>(std::count_if(messages.begin(), messages.end(), [](const Buffered& b) {
+    return b.media == MediaState::kPending;
+  }));
+}
+
+bool is_media_type(const std::string& type) {
+  return type == "image" || type == "audio" || type == "video" || type == "document" ||
+         type == "sticker";
+}
+
+int64_t due_at(const Window& w, const Config& c) {
+  if (c.mode == Config::Mode::kTumbling) {
+    return w.opened_ms + c.tumbling_ms;
+  }
+  return std::min(w.last_ms + c.quiet_ms, w.opened_ms + c.max_ms);
+}
+
+int64_t WindowSet::effective_due(const Window& w) const {
+  const int64_t due = due_at(w, config_);
+  if (w.pending_media() == 0) {
+    return due;
+  }
+  // Media still downloading holds the window, up to the media wait.
+  return std::max(due, w.opened_ms + config_.media_wait_ms);
+}
+
+void WindowSet::finalize(Window& w) const {
+  for (auto& b : w.messages) {
+    if (b.media == MediaState::kPending) {
+      b.media = MediaState::kFailed;  // the media wait passed: marked, never dropped
+      b.media_record = {
+          {"status", "failed"},
+          {"reason", "no media record within " + std::to_string(config_.media_wait_ms) + " ms"}};
+    }
+  }
+}
+
+std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
+  std::vector<Window> closed;
+  const std::string key = event.conversation_key;
+  const int64_t t = event.received_at_ms;
+  auto it = windows_.find(key);
+  if (it != windows_.end()) {
+    Window& w = it->second;
+    for (const auto& b : w.messages) {
+      if (b.event.event_id == event.event_id) {
+        return closed;  // redelivered: already in this window
+      }
+    }
+    // A message at or past the window's due time closes it first and opens the next one.
+    // Media still downloading holds the window open (it keeps taking messages) up to the
+    // media wait.
+    if (t >= effective_due(w)) {
+      finalize(w);
+      closed.push_back(std::move(w));
+      windows_.erase(it);
+      it = windows_.end();
+    }
+  }
+  if (it == windows_.end()) {
+    Window w;
+    w.conversation_key = key;
+    w.first_offset = offset;
+    w.opened_ms = t;
+    w.last_ms = t;
+    it = windows_.emplace(key, std::move(w)).first;
+  }
+  Window& w = it->second;
+  w.last_ms = std::max(w.last_ms, t);
+  Buffered b;
+  b.offset = offset;
+  b.media = is_media_type(event.type) ? MediaState::kPending : MediaState::kNone;
+  b.event = std::move(event);
+  w.messages.push_back(std::move(b));
+  if (config_.mode == Config::Mode::kDebounce && w.messages.size() >= config_.max_messages &&
+      w.pending_media() == 0) {
+    closed.push_back(std::move(w));
+    windows_.erase(it);
+  }
+  return closed;
+}
+
+void WindowSet::media_result(const std::string& conversation_key, const std::string& message_id,
+                             bool stored, nlohmann::json record) {
+  auto it = windows_.find(conversation_key);
+  if (it == windows_.end()) {
+    return;
+  }
+  for (auto& b : it->second.messages) {
+    if (b.event.message_id == message_id) {
+      b.media = stored ? MediaState::kStored : MediaState::kFailed;
+      b.media_record = std::move(record);
+    }
+  }
+}
+
+std::vector<Window> WindowSet::close_due(int64_t now_ms) {
+  std::vector<std::pair<int64_t, std::string>> due;
+  for (const auto& [key, w] : windows_) {
+    if (effective_due(w) <= now_ms) {
+      due.emplace_back(effective_due(w), key);
+    }
+  }
+  std::sort(due.begin(), due.end());
+  std::vector<Window> closed;
+  for (const auto& [when, key] : due) {
+    auto it = windows_.find(key);
+    Window w = std::move(it->second);
+    windows_.erase(it);
+    finalize(w);
+    closed.push_back(std::move(w));
+  }
+  return closed;
+}
+
+std::optional<int64_t> WindowSet::next_due() const {
+  std::optional<int64_t> out;
+  for (const auto& [key, w] : windows_) {
+    const int64_t d = effective_due(w);
+    if (!out || d < *out) {
+      out = d;
+    }
+  }
+  return out;
+}
+
+std::optional<int64_t> WindowSet::oldest_open_offset() const {
+  std::optional<int64_t> out;
+  for (const auto& [key, w] : windows_) {
+    if (!out || w.first_offset < *out) {
+      out = w.first_offset;
+    }
+  }
+  return out;
+}
+
+}  // namespace wafleet::aggregator

@@ -1,0 +1,93 @@
+#pragma once
+// The aggregator's window state machine for ONE partition: pure and deterministic, so the
+// worker can rebuild it by re-reading Kafka and tests can drive it in microseconds.
+//
+// Time is event time: a message's `received_at_ms` (when the receiver got the webhook). That
+// makes windows reproducible on replay after a crash: the same records give the same windows
+// and so the same turns (same turn_id). Wall-clock time only decides when an idle partition's
+// windows are due (close_due(now)).
+//
+// Lifecycle: the worker owns one WindowSet per assigned partition; add() per consumed inbound
+// message, media_result() per wa.media record, close_due() from its timer. Not thread-safe.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "topics/webhook_event.h"
+
+namespace wafleet::aggregator {
+
+struct Config {
+  enum class Mode { kDebounce, kTumbling };
+  Mode mode = Mode::kDebounce;
+  int64_t quiet_ms = 2000;      // debounce: close after this much silence...
+  int64_t max_ms = 10000;       // ...but never later than first + max_ms
+  size_t max_messages = 50;     // ...nor past this many messages
+  int64_t tumbling_ms = 20000;  // tumbling: close at first + tumbling_ms
+  bool keep_reactions = true;
+  bool keep_stickers = true;
+  int64_t media_wait_ms = 30000;  // a window with media waits this long (from open) at most
+};
+
+enum class MediaState { kNone, kPending, kStored, kFailed };
+
+struct Buffered {
+  int64_t offset = 0;  // Kafka offset: the order inside a turn
+  WebhookEvent event;
+  MediaState media = MediaState::kNone;
+  nlohmann::json media_record;  // the wa.media record (stored or failed), when there is one
+};
+
+struct Window {
+  std::string conversation_key;
+  int64_t first_offset = 0;
+  int64_t opened_ms = 0;  // event time of the first message
+  int64_t last_ms = 0;    // event time of the latest message
+  std::vector<Buffered> messages;
+
+  size_t pending_media() const;
+};
+
+// When the window closes if nothing else arrives.
+int64_t due_at(const Window& w, const Config& c);
+
+// Media types whose window waits for a wa.media record.
+bool is_media_type(const std::string& type);
+
+class WindowSet {
+ public:
+  explicit WindowSet(Config config) : config_(config) {}
+
+  // Adds an inbound message at its Kafka offset. Windows this closes (the conversation's
+  // previous window when the message falls outside it, or the window itself when it reached
+  // max_messages) are returned in close order. A message already buffered (same event_id,
+  // a redelivery) is ignored. Messages the config drops (reactions, stickers) still count for
+  // timing but do not become items.
+  std::vector<Window> add(WebhookEvent event, int64_t offset);
+
+  // A wa.media record for a buffered message (stored or failed). Unknown ids are ignored
+  // (the window was closed by the media wait already).
+  void media_result(const std::string& conversation_key, const std::string& message_id,
+                    bool stored, nlohmann::json record);
+
+  // Closes every window due at now_ms, oldest due first.
+  std::vector<Window> close_due(int64_t now_ms);
+
+  // Earliest due time of any open window.
+  std::optional<int64_t> next_due() const;
+  // First offset of the oldest open window: the partition's commit position must not pass it,
+  // so re-reading Kafka can rebuild every open window.
+  std::optional<int64_t> oldest_open_offset() const;
+  size_t open_windows() const { return windows_.size(); }
+  const Config& config() const { return config_; }
+
+ private:
+  int64_t effective_due(const Window& w) const;
+  void finalize(Window& w) const;
+  Config config_;
+  std::map<std::string, Window> windows_;  // by conversation key
+};
+
+}  // namespace wafleet::aggregator
