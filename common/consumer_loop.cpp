@@ -21,6 +21,16 @@ ConsumerLoop::ConsumerLoop(Consumer& consumer, Producer& producer, LoopOptions o
 
 Status ConsumerLoop::dead_letter(const Record& r, const Error& e, int attempts, int64_t first_ms,
                                  const std::string& stage) {
+  Status s = produce_dead_letter(producer_, options_, r, e, attempts, first_ms, stage);
+  if (s) {
+    ++stats_.dead_lettered;
+  }
+  return s;
+}
+
+Status produce_dead_letter(Producer& producer, const LoopOptions& options_, const Record& r,
+                           const Error& e, int attempts, int64_t first_ms,
+                           const std::string& stage) {
   Headers h = {{"dlq.original.topic", r.topic},
                {"dlq.original.partition", std::to_string(r.partition)},
                {"dlq.original.offset", std::to_string(r.offset)},
@@ -44,11 +54,10 @@ Status ConsumerLoop::dead_letter(const Record& r, const Error& e, int attempts, 
     }
   }
   std::promise<Status> acked;
-  producer_.produce(options_.dlq_topic, r.key, r.value, h,
-                    [&acked](const Status& s, int32_t, int64_t) { acked.set_value(s); });
+  producer.produce(options_.dlq_topic, r.key, r.value, h,
+                   [&acked](const Status& s, int32_t, int64_t) { acked.set_value(s); });
   Status s = acked.get_future().get();
   if (s) {
-    ++stats_.dead_lettered;
     log::warn("record.dead_lettered", {{"topic", r.topic},
                                        {"partition", r.partition},
                                        {"offset", r.offset},

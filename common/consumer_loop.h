@@ -32,6 +32,11 @@ struct LoopOptions {
 
 using RecordHandler = std::function<Status(const Record&)>;
 
+// Writes r to the DLQ (original key and value, context in headers) and waits for the ack.
+Status produce_dead_letter(Producer& producer, const LoopOptions& options, const Record& r,
+                           const Error& e, int attempts, int64_t first_failure_ms,
+                           const std::string& stage);
+
 struct LoopStats {
   std::atomic<uint64_t> processed{0};
   std::atomic<uint64_t> retried{0};

@@ -133,6 +133,8 @@ class Consumer {
   // Leaves the group and commits stored offsets, giving up after the timeout.
   void close(std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
   std::vector<TopicPartition> assignment() const;
+  // The partition's high watermark as librdkafka last saw it (no broker round trip), if known.
+  std::optional<int64_t> high_watermark(const std::string& topic, int32_t partition) const;
   // Time of the last poll call, for liveness.
   std::chrono::steady_clock::time_point last_poll() const { return last_poll_.load(); }
 

@@ -128,6 +128,7 @@ TEST(AggregatorWindow, RedeliveredMessageIsNotAddedTwice) {
 TEST(AggregatorWindow, MediaHoldsTheWindowUntilStoredOrTheWaitPasses) {
   Config c;
   c.media_wait_ms = 8000;
+  c.join_media = true;
   WindowSet ws(c);
   ws.add(text("a", "1", 0, "look"), 0);
   ws.add(of_type("a", "2", 500, "image", {{"id", "media-1"}, {"mime_type", "image/jpeg"}}), 1);
@@ -146,7 +147,9 @@ TEST(AggregatorWindow, MediaHoldsTheWindowUntilStoredOrTheWaitPasses) {
 }
 
 TEST(AggregatorTurn, JoinsConsecutiveTextsKeepsMediaAndRepliesInPlace) {
-  WindowSet ws(Config{});
+  Config joined;
+  joined.join_media = true;
+  WindowSet ws(joined);
   ws.add(text("a", "1", 0, "Hi"), 10);
   ws.add(text("a", "2", 100, "I was charged twice"), 11);
   ws.add(of_type("a", "3", 200, "image",

@@ -76,7 +76,8 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
   w.last_ms = std::max(w.last_ms, t);
   Buffered b;
   b.offset = offset;
-  b.media = is_media_type(event.type) ? MediaState::kPending : MediaState::kNone;
+  b.media = config_.join_media && is_media_type(event.type) ? MediaState::kPending
+                                                            : MediaState::kNone;
   b.event = std::move(event);
   w.messages.push_back(std::move(b));
   if (config_.mode == Config::Mode::kDebounce && w.messages.size() >= config_.max_messages &&

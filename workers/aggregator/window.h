@@ -29,6 +29,7 @@ struct Config {
   bool keep_reactions = true;
   bool keep_stickers = true;
   int64_t media_wait_ms = 30000;  // a window with media waits this long (from open) at most
+  bool join_media = false;        // hold media messages for their wa.media record (issue 4)
 };
 
 enum class MediaState { kNone, kPending, kStored, kFailed };
