@@ -249,7 +249,24 @@ int main(int argc, char** argv) {
       if (summary) {
         auto v = nlohmann::json::parse(rec.value, nullptr, false);
         std::string what;
-        if (!v.is_discarded() && v.is_object()) {
+        if (!v.is_discarded() && v.is_object() && v.contains("turn_id")) {
+          what = "turn " + v.value("turn_id", std::string()).substr(0, 8) + " from " +
+                 v.value("profile_name", std::string("?")) + ": ";
+          const auto& items = v.value("items", nlohmann::json::array());
+          for (size_t i = 0; i < items.size(); ++i) {
+            const auto& it = items[i];
+            what += (i ? " | " : "") + it.value("kind", std::string("?"));
+            if (it.contains("text") && it["text"].is_string()) {
+              std::string t = it["text"].get<std::string>();
+              for (auto& ch : t) {
+                ch = ch == '\n' ? '/' : ch;
+              }
+              what += " \"" + t + "\"";
+            }
+          }
+          what += "  (" + std::to_string(v.value("message_ids", nlohmann::json::array()).size()) +
+                  " messages)";
+        } else if (!v.is_discarded() && v.is_object()) {
           const auto& raw = v.value("raw", nlohmann::json::object());
           what = v.value("kind", "") + " " + v.value("type", "");
           if (raw.is_object() && raw.contains("text") && raw["text"].is_object()) {
