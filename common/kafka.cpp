@@ -433,6 +433,19 @@ std::optional<int64_t> Consumer::high_watermark(const std::string& topic,
   return high;
 }
 
+std::optional<int64_t> Consumer::query_high_watermark(const std::string& topic,
+                                                      int32_t partition,
+                                                      std::chrono::milliseconds timeout) const {
+  int64_t low = 0;
+  int64_t high = 0;
+  if (rd_kafka_query_watermark_offsets(rk_, topic.c_str(), partition, &low, &high,
+                                       static_cast<int>(timeout.count())) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::nullopt;
+  }
+  return high;
+}
+
 std::vector<TopicPartition> Consumer::assignment() const {
   rd_kafka_topic_partition_list_t* list = nullptr;
   if (rd_kafka_assignment(rk_, &list) != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -135,6 +135,9 @@ class Consumer {
   std::vector<TopicPartition> assignment() const;
   // The partition's high watermark as librdkafka last saw it (no broker round trip), if known.
   std::optional<int64_t> high_watermark(const std::string& topic, int32_t partition) const;
+  // The same, asked of the partition leader now (one round trip).
+  std::optional<int64_t> query_high_watermark(const std::string& topic, int32_t partition,
+                                              std::chrono::milliseconds timeout) const;
   // Time of the last poll call, for liveness.
   std::chrono::steady_clock::time_point last_poll() const { return last_poll_.load(); }
 

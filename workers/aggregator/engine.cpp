@@ -121,7 +121,14 @@ void Engine::tick(kafka::Consumer& consumer) {
     }
     // Only an idle partition closes by the clock: while records are still waiting, reading
     // them moves event time forward and closes windows exactly as a replay would.
-    auto hw = consumer.high_watermark(options_.inbound_topic, partition);
+    auto due = st.windows.next_due();
+    if (!due || *due > now - options_.timer_grace_ms) {
+      continue;
+    }
+    // Something is due: ask the leader (the cached watermark lags by a fetch) whether records
+    // are still waiting. If so, reading them decides, as a replay would.
+    auto hw = consumer.query_high_watermark(options_.inbound_topic, partition,
+                                            std::chrono::milliseconds(500));
     if (!hw || st.next_offset < *hw) {
       if (log::enabled(log::Level::kDebug)) {
         log::debug("aggregator.not_caught_up", {{"partition", partition},
