@@ -115,20 +115,25 @@ Status Engine::handle(const kafka::Record& r) {
 
 void Engine::tick(kafka::Consumer& consumer) {
   const int64_t now = now_ms_();
+  int queries = 0;
   for (auto& [partition, st] : partitions_) {
-    if (st.windows.open_windows() == 0) {
-      continue;
-    }
-    // Only an idle partition closes by the clock: while records are still waiting, reading
-    // them moves event time forward and closes windows exactly as a replay would.
     auto due = st.windows.next_due();
     if (!due || *due > now - options_.timer_grace_ms) {
       continue;
     }
-    // Something is due: ask the leader (the cached watermark lags by a fetch) whether records
-    // are still waiting. If so, reading them decides, as a replay would.
+    // Only an idle partition closes by the clock: while records are still waiting, reading
+    // them moves event time forward and closes windows exactly as a replay would. The cached
+    // watermark says whether fetched records are waiting; the leader, asked with a short
+    // timeout, says whether newer ones arrived since the last fetch.
+    auto cached = consumer.high_watermark(options_.inbound_topic, partition);
+    if (cached && st.next_offset < *cached) {
+      continue;
+    }
+    if (queries++ >= 4) {
+      break;  // the rest on the next tick: never hold up consumption for long
+    }
     auto hw = consumer.query_high_watermark(options_.inbound_topic, partition,
-                                            std::chrono::milliseconds(500));
+                                            std::chrono::milliseconds(100));
     if (!hw || st.next_offset < *hw) {
       if (log::enabled(log::Level::kDebug)) {
         log::debug("aggregator.not_caught_up", {{"partition", partition},
