@@ -159,6 +159,7 @@ int main(int argc, char** argv) {
     co.group_id = "bench-turns-" + crypto::random_hex(4);
     co.topics = {topics::kTurns};
     co.auto_offset_reset = live->parsed() ? "latest" : "earliest";
+    co.fetch_wait_max_ms = 10;  // see new turns at once
     auto c = kafka::Consumer::create(kc, co).value();
     std::vector<double> lat_ms;
     std::atomic<bool> stop{false};

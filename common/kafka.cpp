@@ -289,6 +289,7 @@ Result<std::unique_ptr<Consumer>> Consumer::create(const ClientConfig& config,
       {"heartbeat.interval.ms", std::to_string(std::max(500, options.session_timeout_ms / 6))},
       {"partition.assignment.strategy", "range,roundrobin"},
       {"enable.partition.eof", "false"},
+      {"fetch.wait.max.ms", std::to_string(options.fetch_wait_max_ms)},
   };
   auto conf = make_conf(config, defaults);
   if (!conf) {

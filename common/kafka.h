@@ -113,6 +113,9 @@ struct ConsumerOptions {
   std::vector<std::string> topics;
   int session_timeout_ms = 6000;  // the mock's first join waits ~3 s; keep rebalances quick
   std::string auto_offset_reset = "earliest";
+  // How long the broker may hold a fetch with no new data. Low values make the cached high
+  // watermark fresh (the aggregator's idle check) and new records arrive sooner.
+  int fetch_wait_max_ms = 100;
   RebalanceListener* listener = nullptr;  // borrowed; may be null
 };
 

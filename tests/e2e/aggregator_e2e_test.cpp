@@ -86,7 +86,7 @@ class AggregatorE2E : public ::testing::Test {
   void start_aggregator() {
     aggregators_.push_back(std::make_unique<test::Process>(
         kBin + "/wafleet-aggregator",
-        std::vector<std::string>{"--quiet-ms", "300", "--max-ms", "5000", "--timer-grace-ms", "50"},
+        std::vector<std::string>{"--quiet-ms", "300", "--max-ms", "5000", "--timer-grace-ms", "100"},
         env_, dir_ + "/aggregator-" + std::to_string(aggregators_.size()) + ".log"));
   }
 

@@ -116,6 +116,20 @@ TEST(AggregatorWindow, ConversationsAreIndependent) {
   EXPECT_FALSE(ws.oldest_open_offset().has_value());
 }
 
+TEST(AggregatorWindow, EventTimeOfOtherConversationsClosesDueWindows) {
+  WindowSet ws(Config{});
+  EXPECT_TRUE(ws.add(text("a", "a1", 1000, "x"), 0).empty());
+  EXPECT_TRUE(ws.advance_event_time(1000, 50).empty());
+  ws.add(text("b", "b1", 3000, "x"), 1);
+  EXPECT_TRUE(ws.advance_event_time(3000, 50).empty());  // a is due at 3000, lateness 50
+  ws.add(text("b", "b2", 3060, "x"), 2);
+  auto closed = ws.advance_event_time(3060, 50);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].conversation_key, "106540352242922:a");
+  EXPECT_EQ(ws.oldest_open_offset(), 1);
+  EXPECT_EQ(ws.next_due(), 5060);
+}
+
 TEST(AggregatorWindow, RedeliveredMessageIsNotAddedTwice) {
   WindowSet ws(Config{});
   ws.add(text("a", "1", 0, "x"), 5);
@@ -298,6 +312,33 @@ TEST(AggregatorProperty, RandomBurstsBecomeExactlyTheirTurns) {
       return turns;
     };
     auto turns = run();
+    // The worker's way: no clock at all, event time of the records closes windows.
+    auto by_event_time = [&] {
+      WindowSet ws(c);
+      std::vector<nlohmann::json> out;
+      int64_t offset = 0;
+      for (const auto& m : msgs) {
+        for (auto& w : ws.add(m.e, offset++)) {
+          out.push_back(build_turn(w, c, 0, 0));
+        }
+        for (auto& w : ws.advance_event_time(m.e.received_at_ms, 50)) {
+          out.push_back(build_turn(w, c, 0, 0));
+        }
+      }
+      for (auto& w : ws.close_due(INT64_MAX)) {
+        out.push_back(build_turn(w, c, 0, 0));
+      }
+      return out;
+    }();
+    std::set<std::string> clock_ids;
+    std::set<std::string> event_ids;
+    for (const auto& t : turns) {
+      clock_ids.insert(t["turn_id"]);
+    }
+    for (const auto& t : by_event_time) {
+      event_ids.insert(t["turn_id"]);
+    }
+    EXPECT_EQ(clock_ids, event_ids);
     std::map<std::string, int> burst_of;
     for (const auto& m : msgs) {
       burst_of[m.e.message_id] = m.burst;

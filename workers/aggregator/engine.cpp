@@ -106,7 +106,9 @@ Status Engine::handle(const kafka::Record& r) {
       event->received_at_ms = r.timestamp_ms;
     }
     messages_->Increment();
+    const int64_t t = event->received_at_ms;
     close(r.partition, st.windows.add(std::move(event).value(), r.offset));
+    close(r.partition, st.windows.advance_event_time(t, options_.timer_grace_ms));
   }
   st.next_offset = r.offset + 1;
   st.dirty = true;
@@ -115,25 +117,18 @@ Status Engine::handle(const kafka::Record& r) {
 
 void Engine::tick(kafka::Consumer& consumer) {
   const int64_t now = now_ms_();
-  int queries = 0;
   for (auto& [partition, st] : partitions_) {
     auto due = st.windows.next_due();
     if (!due || *due > now - options_.timer_grace_ms) {
       continue;
     }
     // Only an idle partition closes by the clock: while records are still waiting, reading
-    // them moves event time forward and closes windows exactly as a replay would. The cached
-    // watermark says whether fetched records are waiting; the leader, asked with a short
-    // timeout, says whether newer ones arrived since the last fetch.
-    auto cached = consumer.high_watermark(options_.inbound_topic, partition);
-    if (cached && st.next_offset < *cached) {
-      continue;
-    }
-    if (queries++ >= 4) {
-      break;  // the rest on the next tick: never hold up consumption for long
-    }
-    auto hw = consumer.query_high_watermark(options_.inbound_topic, partition,
-                                            std::chrono::milliseconds(100));
+    // them moves event time forward and closes windows exactly as a replay would. The high
+    // watermark comes with every fetch response, and the broker answers a waiting fetch as
+    // soon as a record arrives, so a record acknowledged before (due + grace) is seen here.
+    // (Asking the leader instead, rd_kafka_query_watermark_offsets, took up to its whole
+    // timeout on the dev broker and stalled consumption.)
+    auto hw = consumer.high_watermark(options_.inbound_topic, partition);
     if (!hw || st.next_offset < *hw) {
       if (log::enabled(log::Level::kDebug)) {
         log::debug("aggregator.not_caught_up", {{"partition", partition},

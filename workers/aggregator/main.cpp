@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
   co.group_id = eo.group_id;
   co.topics = {topics::kInbound};
   co.listener = &engine;
+  co.fetch_wait_max_ms = 20;  // fresh watermarks: idle conversations close on time
   auto consumer = kafka::Consumer::create(kc, co);
   if (!consumer) {
     std::cerr << "wafleet-aggregator: " << consumer.error().message << "\n";

@@ -31,6 +31,21 @@ int64_t WindowSet::effective_due(const Window& w) const {
   return std::max(due, w.opened_ms + config_.media_wait_ms);
 }
 
+void WindowSet::index(const std::string& key, const Window& w) {
+  unindex(key);
+  const int64_t due = effective_due(w);
+  due_index_.emplace(due, key);
+  indexed_due_[key] = due;
+}
+
+void WindowSet::unindex(const std::string& key) {
+  auto it = indexed_due_.find(key);
+  if (it != indexed_due_.end()) {
+    due_index_.erase({it->second, key});
+    indexed_due_.erase(it);
+  }
+}
+
 void WindowSet::finalize(Window& w) const {
   for (auto& b : w.messages) {
     if (b.media == MediaState::kPending) {
@@ -61,6 +76,7 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
       finalize(w);
       closed.push_back(std::move(w));
       windows_.erase(it);
+      unindex(key);
       it = windows_.end();
     }
   }
@@ -84,6 +100,9 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
       w.pending_media() == 0) {
     closed.push_back(std::move(w));
     windows_.erase(it);
+    unindex(key);
+  } else {
+    index(key, w);
   }
   return closed;
 }
@@ -100,18 +119,14 @@ void WindowSet::media_result(const std::string& conversation_key, const std::str
       b.media_record = std::move(record);
     }
   }
+  index(conversation_key, it->second);
 }
 
 std::vector<Window> WindowSet::close_due(int64_t now_ms) {
-  std::vector<std::pair<int64_t, std::string>> due;
-  for (const auto& [key, w] : windows_) {
-    if (effective_due(w) <= now_ms) {
-      due.emplace_back(effective_due(w), key);
-    }
-  }
-  std::sort(due.begin(), due.end());
   std::vector<Window> closed;
-  for (const auto& [when, key] : due) {
+  while (!due_index_.empty() && due_index_.begin()->first <= now_ms) {
+    const std::string key = due_index_.begin()->second;
+    unindex(key);
     auto it = windows_.find(key);
     Window w = std::move(it->second);
     windows_.erase(it);
@@ -121,15 +136,16 @@ std::vector<Window> WindowSet::close_due(int64_t now_ms) {
   return closed;
 }
 
+std::vector<Window> WindowSet::advance_event_time(int64_t event_ms, int64_t lateness_ms) {
+  event_time_ = std::max(event_time_, event_ms);
+  return close_due(event_time_ - lateness_ms);
+}
+
 std::optional<int64_t> WindowSet::next_due() const {
-  std::optional<int64_t> out;
-  for (const auto& [key, w] : windows_) {
-    const int64_t d = effective_due(w);
-    if (!out || d < *out) {
-      out = d;
-    }
+  if (due_index_.empty()) {
+    return std::nullopt;
   }
-  return out;
+  return due_index_.begin()->first;
 }
 
 std::optional<int64_t> WindowSet::oldest_open_offset() const {

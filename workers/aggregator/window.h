@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,10 @@ class WindowSet {
 
   // Closes every window due at now_ms, oldest due first.
   std::vector<Window> close_due(int64_t now_ms);
+  // Event time moves forward with the records of the partition: after each record, windows
+  // due before (latest event time seen - lateness) close, exactly as they would on a replay.
+  // Returns them, oldest due first. This is what closes windows on a busy partition.
+  std::vector<Window> advance_event_time(int64_t event_ms, int64_t lateness_ms);
 
   // Earliest due time of any open window.
   std::optional<int64_t> next_due() const;
@@ -87,8 +92,13 @@ class WindowSet {
  private:
   int64_t effective_due(const Window& w) const;
   void finalize(Window& w) const;
+  void index(const std::string& key, const Window& w);
+  void unindex(const std::string& key);
   Config config_;
   std::map<std::string, Window> windows_;  // by conversation key
+  std::set<std::pair<int64_t, std::string>> due_index_;  // (effective due, key), earliest first
+  std::map<std::string, int64_t> indexed_due_;           // key -> its entry in due_index_
+  int64_t event_time_ = 0;                               // latest event time seen
 };
 
 }  // namespace wafleet::aggregator
