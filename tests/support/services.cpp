@@ -129,6 +129,15 @@ std::string Process::log() const {
 RedisServer::RedisServer() {
   dir_ = temp_dir("wafleet-redis");
   port_ = free_port();
+  start();
+}
+
+void RedisServer::restart() {
+  process_->stop();
+  start();
+}
+
+void RedisServer::start() {
   process_ = std::make_unique<Process>(
       "redis-server",
       std::vector<std::string>{"--port", std::to_string(port_), "--bind", "127.0.0.1", "--dir",

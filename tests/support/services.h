@@ -49,8 +49,11 @@ class RedisServer {
   redis::Options options() const;
   void flush_all();
   void stop() { process_->stop(); }
+  // Stops and starts again on the same port with nothing kept (no persistence).
+  void restart();
 
  private:
+  void start();
   uint16_t port_ = 0;
   std::string dir_;
   std::unique_ptr<Process> process_;

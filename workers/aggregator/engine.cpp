@@ -160,7 +160,20 @@ Status Engine::flush(kafka::Consumer& consumer) {
     }
     for (size_t i = 0; i < parts.size(); ++i) {
       auto st = partitions_.find(parts[i]);
-      const auto& rep = (*epochs)[i];
+      auto rep = (*epochs)[i];
+      if (rep.is_nil() && st != partitions_.end() && st->second.epoch >= 0) {
+        // Redis lost its data (restart without persistence): claim the epoch again. Only a
+        // different value means another owner.
+        const std::string key = key_prefix(parts[i]) + "epoch";
+        const std::string mine = std::to_string(st->second.epoch);
+        auto set = redis_.command({"SET", key, mine, "NX"});
+        auto now_value = redis_.command({"GET", key});
+        if (!set || !now_value) {
+          return Unexpected(Error::transient("redis unavailable for the epoch check"));
+        }
+        log::warn("aggregator.epoch_restored", {{"partition", parts[i]}});
+        rep = *now_value;
+      }
       const bool ours = st != partitions_.end() && rep.type == redis::Reply::Type::kString &&
                         rep.str == std::to_string(st->second.epoch);
       if (!ours) {

@@ -1,0 +1,131 @@
+// The aggregator engine in process on a mock cluster of its own, with injected broker errors:
+// produce errors on wa.turns and on the flush must not lose or split a turn.
+#include <gtest/gtest.h>
+#include <prometheus/registry.h>
+
+#include <set>
+#include <thread>
+
+#include "common/crypto.h"
+#include "common/kafka.h"
+#include "common/redis.h"
+#include "tests/support/services.h"
+#include "topics/topics.h"
+#include "workers/aggregator/engine.h"
+
+namespace wafleet::aggregator {
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+WebhookEvent text(const std::string& who, const std::string& id, int64_t t) {
+  WebhookEvent e;
+  e.kind = EventKind::kMessage;
+  e.phone_number_id = "106540352242922";
+  e.identity = who;
+  e.conversation_key = e.phone_number_id + ":" + who;
+  e.message_id = id;
+  e.event_id = "m:" + e.phone_number_id + ":" + id;
+  e.type = "text";
+  e.received_at_ms = t;
+  e.raw = {{"id", id}, {"type", "text"}, {"text", {{"body", id}}}};
+  return e;
+}
+
+TEST(AggregatorEngine, InjectedProduceErrorsDelayTurnsButLoseAndSplitNothing) {
+  test::RedisServer redis_server;
+  auto mock = kafka::MockCluster::create(1);
+  ASSERT_TRUE(mock.has_value());
+  for (const auto& t : topics::catalogue()) {
+    ASSERT_TRUE((*mock)->create_topic(t.name, t.partitions));
+  }
+  const std::string brokers = (*mock)->bootstraps();
+  kafka::ClientConfig kc{brokers, "engine-test", {}};
+  kafka::ProducerOptions po;
+  po.message_timeout_ms = 1000;  // so injected errors surface as failed deliveries quickly
+  auto producer = kafka::Producer::create(kc, po);
+  ASSERT_TRUE(producer.has_value());
+  redis::RedisClient redis(redis_server.options());
+  prometheus::Registry registry;
+  EngineOptions eo;
+  eo.windows.quiet_ms = 300;
+  eo.timer_grace_ms = 20;
+  Engine engine(eo, **producer, redis, registry, now_ms);
+  kafka::ConsumerOptions co;
+  co.group_id = "engine-" + crypto::random_hex(4);
+  co.topics = {topics::kInbound};
+  co.listener = &engine;
+  co.fetch_wait_max_ms = 20;
+  auto consumer = kafka::Consumer::create(kc, co);
+  ASSERT_TRUE(consumer.has_value());
+
+  // 30 people, 3 messages each in one burst.
+  std::set<std::string> all_ids;
+  auto feeder = kafka::Producer::create(kc);
+  ASSERT_TRUE(feeder.has_value());
+  std::atomic<int> acked{0};
+  for (int p = 0; p < 30; ++p) {
+    for (int k = 0; k < 3; ++k) {
+      auto e = text("p" + std::to_string(p), "id." + std::to_string(p) + "." + std::to_string(k),
+                    now_ms());
+      all_ids.insert(e.message_id);
+      (*feeder)->produce(topics::kInbound, e.conversation_key, e.encode(), {},
+                         [&](const Status&, int32_t, int64_t) { ++acked; });
+    }
+  }
+  ASSERT_TRUE(test::eventually([&] { return acked.load() == 90; }));
+  // Produce requests (api key 0) now fail: first with retriable errors the idempotent producer
+  // absorbs, then with enough of them that deliveries time out and the engine must retry.
+  std::vector<int> errors(60, 7);  // REQUEST_TIMED_OUT
+  (*mock)->push_request_errors(0, errors);
+
+  int flush_failures = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = (*consumer)->poll(std::chrono::milliseconds(20));
+    ASSERT_TRUE(r.has_value());
+    if (*r) {
+      ASSERT_TRUE(engine.handle(**r).has_value());
+    }
+    engine.tick(**consumer);
+    if (auto f = engine.flush(**consumer); !f) {
+      ++flush_failures;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    double emitted = 0;
+    for (const auto& fam : registry.Collect()) {
+      if (fam.name == "wafleet_aggregator_turns_total") {
+        for (const auto& m : fam.metric) {
+          emitted += m.counter.value;
+        }
+      }
+    }
+    if (emitted >= 30 && engine.open_windows() == 0) {
+      break;
+    }
+  }
+  EXPECT_GT(flush_failures, 0) << "the injected errors never reached the engine";
+  auto turns = test::consume_until(brokers, {topics::kTurns}, [](const auto& rs) {
+    return rs.size() >= 30;
+  }, std::chrono::seconds(20));
+  std::map<std::string, std::vector<std::string>> by_turn;
+  for (const auto& t : turns) {
+    auto v = nlohmann::json::parse(t.value);
+    by_turn[v["turn_id"]] = v["message_ids"].get<std::vector<std::string>>();
+  }
+  ASSERT_EQ(by_turn.size(), 30u);
+  std::set<std::string> seen;
+  for (const auto& [id, ids] : by_turn) {
+    EXPECT_EQ(ids.size(), 3u) << "a burst was split";
+    seen.insert(ids.begin(), ids.end());
+  }
+  EXPECT_EQ(seen, all_ids);
+  (*consumer)->close(std::chrono::seconds(5));
+}
+
+}  // namespace
+}  // namespace wafleet::aggregator
