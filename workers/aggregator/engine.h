@@ -35,7 +35,7 @@ struct EngineOptions {
   std::string inbound_topic = "wa.inbound";
   std::string turns_topic = "wa.turns";
   std::string group_id = "wafleet-aggregator";
-  int64_t timer_grace_ms = 50;  // closes by the clock wait this long past the due time
+  int64_t timer_grace_ms = 30;  // closes by the clock wait this long past the due time
   int64_t emitted_ttl_ms = 8LL * 24 * 3600 * 1000;  // longer than wa.inbound's retention
 };
 

@@ -1,5 +1,6 @@
 // wafleet-aggregator: wiring only. Logic: window.cpp (windows), turn.cpp (turns), engine.cpp
 // (partitions, Redis fencing, emits, offsets). See README.md here.
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <mutex>
@@ -48,7 +49,7 @@ int main(int argc, char** argv) {
       {"keep-stickers", "true", "stickers become turn items (ids are always kept)"},
       {"join-media", "false", "hold media messages for their wa.media record"},
       {"media-wait-ms", "30000", "longest a window waits for media, from its first message"},
-      {"timer-grace-ms", "50", "an idle conversation's window closes this long after its due time"},
+      {"timer-grace-ms", "30", "an idle conversation's window closes this long after its due time"},
       {"admin-port-file", "", "write the bound admin port here"},
   };
   opts.insert(opts.end(), mine.begin(), mine.end());
@@ -151,8 +152,13 @@ int main(int argc, char** argv) {
   auto backoff = std::chrono::milliseconds(50);
   while (!stop.load()) {
     const auto batch_end = std::chrono::steady_clock::now() + std::chrono::milliseconds(10);
+    // Sleep in poll no longer than until the next window falls due (plus its grace).
+    int64_t wait_ms = 20;
+    if (auto due = engine.next_due()) {
+      wait_ms = std::clamp<int64_t>(*due + eo.timer_grace_ms - now_ms(), 0, 20);
+    }
     for (int n = 0; n < 1000 && std::chrono::steady_clock::now() < batch_end; ++n) {
-      auto r = (*consumer)->poll(std::chrono::milliseconds(n == 0 ? 20 : 0));
+      auto r = (*consumer)->poll(std::chrono::milliseconds(n == 0 ? wait_ms : 0));
       if (!r) {
         log::error("worker.fatal", {{"reason", r.error().message}});
         exit_code = 1;
