@@ -1,5 +1,7 @@
 #include "common/consumer_loop.h"
 
+#include "common/clock.h"
+
 #include <future>
 #include <thread>
 
@@ -8,11 +10,7 @@
 namespace wafleet::kafka {
 namespace {
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t now_ms() { return wall_clock_ms(); }
 
 }  // namespace
 

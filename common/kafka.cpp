@@ -459,9 +459,12 @@ std::vector<TopicPartition> Consumer::assignment() const {
 // ---------------------------------------------------------------------------------------------
 // Admin
 
-Result<std::vector<TopicOutcome>> create_topics(const ClientConfig& config,
-                                                const std::vector<TopicRequest>& topics,
-                                                std::chrono::milliseconds timeout) {
+namespace {
+
+using HandlePtr = std::unique_ptr<rd_kafka_t, Deleter<rd_kafka_t, rd_kafka_destroy>>;
+
+// A short-lived client handle for admin and metadata calls.
+Result<HandlePtr> admin_handle(const ClientConfig& config) {
   auto conf = make_conf(config, {});
   if (!conf) {
     return Unexpected(conf.error());
@@ -469,10 +472,23 @@ Result<std::vector<TopicOutcome>> create_topics(const ClientConfig& config,
   char errstr[512];
   rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf->get(), errstr, sizeof errstr);
   if (rk == nullptr) {
-    return Unexpected(Error::fatal(std::string("kafka admin: ") + errstr));
+    return Unexpected(Error::fatal(std::string("kafka admin client: ") + errstr));
   }
   conf->release();
-  std::unique_ptr<rd_kafka_t, Deleter<rd_kafka_t, rd_kafka_destroy>> handle(rk);
+  return HandlePtr(rk);
+}
+
+}  // namespace
+
+Result<std::vector<TopicOutcome>> create_topics(const ClientConfig& config,
+                                                const std::vector<TopicRequest>& topics,
+                                                std::chrono::milliseconds timeout) {
+  auto handle = admin_handle(config);
+  if (!handle) {
+    return Unexpected(handle.error());
+  }
+  rd_kafka_t* rk = handle->get();
+  char errstr[512];
 
   std::vector<rd_kafka_NewTopic_t*> news;
   for (const auto& t : topics) {
@@ -530,17 +546,11 @@ Result<std::vector<TopicOutcome>> create_topics(const ClientConfig& config,
 
 Result<std::map<std::string, int32_t>> list_topics(const ClientConfig& config,
                                                    std::chrono::milliseconds timeout) {
-  auto conf = make_conf(config, {});
-  if (!conf) {
-    return Unexpected(conf.error());
+  auto handle = admin_handle(config);
+  if (!handle) {
+    return Unexpected(handle.error());
   }
-  char errstr[512];
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf->get(), errstr, sizeof errstr);
-  if (rk == nullptr) {
-    return Unexpected(Error::fatal(std::string("kafka: ") + errstr));
-  }
-  conf->release();
-  std::unique_ptr<rd_kafka_t, Deleter<rd_kafka_t, rd_kafka_destroy>> handle(rk);
+  rd_kafka_t* rk = handle->get();
   const rd_kafka_metadata_t* md = nullptr;
   auto err = rd_kafka_metadata(rk, 1, nullptr, &md, static_cast<int>(timeout.count()));
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -31,17 +31,6 @@ constexpr int kPeople = 60;
 constexpr int kPeople = 200;
 #endif
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) {
-    s.pop_back();
-  }
-  return s;
-}
-
 std::string webhook(const std::string& pnid, const std::string& from, const std::string& wamid,
                     const std::string& text) {
   nlohmann::json msg = {{"from", from}, {"id", wamid}, {"timestamp", "1750000000"},
@@ -69,8 +58,8 @@ class AggregatorE2E : public ::testing::Test {
     broker_ = std::make_unique<test::Process>(
         kBin + "/wafleet-devbroker", std::vector<std::string>{"--bootstrap-file", dir_ + "/bootstrap"},
         std::map<std::string, std::string>{}, dir_ + "/devbroker.log");
-    ASSERT_TRUE(test::eventually([&] { return !slurp(dir_ + "/bootstrap").empty(); }));
-    brokers_ = slurp(dir_ + "/bootstrap");
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/bootstrap").empty(); }));
+    brokers_ = test::read_trimmed(dir_ + "/bootstrap");
     env_ = {{"WAFLEET_KAFKA_BROKERS", brokers_},
             {"WAFLEET_REDIS_URL", redis_.url()},
             {"WAFLEET_APP_SECRET", "agg-secret"}};
@@ -78,8 +67,8 @@ class AggregatorE2E : public ::testing::Test {
         kBin + "/wafleet-receiver",
         std::vector<std::string>{"--listen", "127.0.0.1:0", "--port-file", dir_ + "/port"}, env_,
         dir_ + "/receiver.log");
-    ASSERT_TRUE(test::eventually([&] { return !slurp(dir_ + "/port").empty(); }));
-    url_ = "http://127.0.0.1:" + slurp(dir_ + "/port") + "/webhook";
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/port").empty(); }));
+    url_ = "http://127.0.0.1:" + test::read_trimmed(dir_ + "/port") + "/webhook";
     start_aggregator();
   }
 

@@ -17,22 +17,6 @@ namespace {
 
 const std::string kBin = WAFLEET_BIN_DIR;
 
-// Runs a command to completion; returns exit code, output in out.
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) {
-    return -1;
-  }
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) {
-    out.append(buf, n);
-  }
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // Apache Kafka only (scripts/test starts it): the admin API and the Java client.
 class ApacheKafka : public ::testing::Test {
  protected:
@@ -50,13 +34,13 @@ class ApacheKafka : public ::testing::Test {
 
 TEST_F(ApacheKafka, TopicsApplyCreatesTheCatalogueAndIsIdempotent) {
   std::string out;
-  ASSERT_EQ(run(kBin + "/wafleet --kafka-brokers " + brokers_ + " topics apply", out), 0) << out;
+  ASSERT_EQ(test::run_command(kBin + "/wafleet --kafka-brokers " + brokers_ + " topics apply", out), 0) << out;
   for (const auto& t : topics::catalogue()) {
     EXPECT_NE(out.find(t.name + "\t"), std::string::npos) << out;
   }
-  ASSERT_EQ(run(kBin + "/wafleet --kafka-brokers " + brokers_ + " topics apply", out), 0) << out;
+  ASSERT_EQ(test::run_command(kBin + "/wafleet --kafka-brokers " + brokers_ + " topics apply", out), 0) << out;
   EXPECT_EQ(out.find("FAILED"), std::string::npos) << out;
-  ASSERT_EQ(run(kBin + "/wafleet --kafka-brokers " + brokers_ + " topics list", out), 0) << out;
+  ASSERT_EQ(test::run_command(kBin + "/wafleet --kafka-brokers " + brokers_ + " topics list", out), 0) << out;
   EXPECT_NE(out.find("wa.inbound\tcatalogue=12\tcluster=12"), std::string::npos) << out;
 }
 
@@ -71,7 +55,7 @@ TEST_F(ApacheKafka, JavaConsoleConsumerReadsOurEventsOnTheSamePartition) {
   const int32_t partition = part.get_future().get();
   ASSERT_GE(partition, 0);
   std::string out;
-  int rc = run("java -cp '" + classpath_ +
+  int rc = test::run_command("java -cp '" + classpath_ +
                    "' kafka.tools.ConsoleConsumer --bootstrap-server " +
                    brokers_ + " --topic wa.inbound --partition " + std::to_string(partition) +
                    " --offset earliest --timeout-ms 6000 --property print.key=true"

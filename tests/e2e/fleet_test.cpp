@@ -16,33 +16,6 @@ namespace {
 
 const std::string kBin = WAFLEET_BIN_DIR;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string s = ss.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) {
-    s.pop_back();
-  }
-  return s;
-}
-
-// Runs a command to completion; returns exit code, output in out.
-int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) {
-    return -1;
-  }
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) {
-    out.append(buf, n);
-  }
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 class Fleet : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -50,9 +23,9 @@ class Fleet : public ::testing::Test {
     broker_ = std::make_unique<test::Process>(
         kBin + "/wafleet-devbroker", std::vector<std::string>{"--bootstrap-file", dir_ + "/bootstrap"},
         std::map<std::string, std::string>{}, dir_ + "/devbroker.log");
-    ASSERT_TRUE(test::eventually([&] { return !slurp(dir_ + "/bootstrap").empty(); }))
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/bootstrap").empty(); }))
         << broker_->log();
-    brokers_ = slurp(dir_ + "/bootstrap");
+    brokers_ = test::read_trimmed(dir_ + "/bootstrap");
     receiver_ = std::make_unique<test::Process>(
         kBin + "/wafleet-receiver",
         std::vector<std::string>{"--listen", "127.0.0.1:0", "--port-file", dir_ + "/port",
@@ -62,11 +35,11 @@ class Fleet : public ::testing::Test {
                                            {"WAFLEET_APP_SECRET", "e2e-secret"},
                                            {"WAFLEET_VERIFY_TOKEN", "e2e-token"}},
         dir_ + "/receiver.log");
-    ASSERT_TRUE(test::eventually([&] { return !slurp(dir_ + "/admin-port").empty() &&
-                                              !slurp(dir_ + "/port").empty(); }))
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/admin-port").empty() &&
+                                              !test::read_trimmed(dir_ + "/port").empty(); }))
         << receiver_->log();
-    port_ = slurp(dir_ + "/port");
-    admin_ = slurp(dir_ + "/admin-port");
+    port_ = test::read_trimmed(dir_ + "/port");
+    admin_ = test::read_trimmed(dir_ + "/admin-port");
   }
 
   void TearDown() override {
@@ -90,13 +63,13 @@ class Fleet : public ::testing::Test {
 TEST_F(Fleet, SendWebhookThenKcatReadsTheEventUnderTheConversationKey) {
   std::string out;
   const std::string wamid = "wamid.E2E" + crypto::random_hex(6);
-  int rc = run(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
+  int rc = test::run_command(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
                    "/webhook --secret e2e-secret --from 15557654321 --text hello --message-id " +
                    wamid,
                out);
   ASSERT_EQ(rc, 0) << out << receiver_->log();
   EXPECT_NE(out.find("200"), std::string::npos);
-  rc = run("kcat -b " + brokers_ + " -C -t wa.inbound -o beginning -e -q -f '%k|%p|%s\\n'", out);
+  rc = test::run_command("kcat -b " + brokers_ + " -C -t wa.inbound -o beginning -e -q -f '%k|%p|%s\\n'", out);
   ASSERT_EQ(rc, 0) << out;
   const std::string key = "106540352242922:15557654321";
   auto line_start = out.find(key + "|");
@@ -111,7 +84,7 @@ TEST_F(Fleet, SendWebhookThenKcatReadsTheEventUnderTheConversationKey) {
 TEST_F(Fleet, KcatProducesAndOurConsumerReads) {
   std::string out;
   const std::string key = "kcat-" + crypto::random_hex(4);
-  int rc = run("printf '" + key + ":from-kcat\\n' | kcat -b " + brokers_ +
+  int rc = test::run_command("printf '" + key + ":from-kcat\\n' | kcat -b " + brokers_ +
                    " -P -t wa.turns -K: -z none",
                out);
   ASSERT_EQ(rc, 0) << out;
@@ -132,7 +105,7 @@ TEST_F(Fleet, KcatProducesAndOurConsumerReads) {
 
 TEST_F(Fleet, AdminPortServesMetricsHealthAndReadiness) {
   std::string out;
-  ASSERT_EQ(run(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
+  ASSERT_EQ(test::run_command(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
                     "/webhook --secret wrong-secret",
                 out),
             1);
@@ -165,12 +138,12 @@ TEST_F(Fleet, VerificationHandshakeOverTheWire) {
 
 TEST_F(Fleet, LogsCarryNoSecretsAndNoClearPhoneNumbers) {
   std::string out;
-  ASSERT_EQ(run(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
+  ASSERT_EQ(test::run_command(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
                     "/webhook --secret e2e-secret --from 15559876543",
                 out),
             0)
       << out;
-  ASSERT_EQ(run(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
+  ASSERT_EQ(test::run_command(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
                     "/webhook --secret not-the-secret --from 15559876543",
                 out),
             1);
@@ -191,7 +164,7 @@ TEST_F(Fleet, RedisDownMakesItUnreadyAndWebhooksGet503NotA200) {
   EXPECT_EQ(ready->status, 503);
   EXPECT_NE(ready->body.find("redis"), std::string::npos);
   std::string out;
-  EXPECT_EQ(run(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
+  EXPECT_EQ(test::run_command(kBin + "/wafleet send-webhook --url http://127.0.0.1:" + port_ +
                     "/webhook --secret e2e-secret --from 15550000042",
                 out),
             1);
@@ -205,13 +178,13 @@ TEST_F(Fleet, SigtermStopsTheReceiverCleanly) {
 
 TEST(FleetConfig, InvalidConfigFailsAtStartWithOneLineReasons) {
   std::string out;
-  int rc = run("env -i PATH=/usr/bin:/bin WAFLEET_HTTP_THREADS=zero WAFLEET_REDIS_URL=http://x " +
+  int rc = test::run_command("env -i PATH=/usr/bin:/bin WAFLEET_HTTP_THREADS=zero WAFLEET_REDIS_URL=http://x " +
                    kBin + "/wafleet-receiver",
                out);
   EXPECT_EQ(rc, 2);
   EXPECT_NE(out.find("WAFLEET_KAFKA_BROKERS"), std::string::npos) << out;
   EXPECT_NE(out.find("WAFLEET_APP_SECRET"), std::string::npos) << out;
-  int rc2 = run("env -i PATH=/usr/bin:/bin WAFLEET_KAFKA_BROKERS=x:1 WAFLEET_APP_SECRET=s "
+  int rc2 = test::run_command("env -i PATH=/usr/bin:/bin WAFLEET_KAFKA_BROKERS=x:1 WAFLEET_APP_SECRET=s "
                 "WAFLEET_HTTP_THREADS=zero WAFLEET_REDIS_URL=http://x " +
                     kBin + "/wafleet-receiver",
                 out);

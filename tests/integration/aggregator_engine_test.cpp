@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "common/clock.h"
 #include "common/crypto.h"
 #include "common/kafka.h"
 #include "common/redis.h"
@@ -16,11 +17,7 @@
 namespace wafleet::aggregator {
 namespace {
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t now_ms() { return wall_clock_ms(); }
 
 WebhookEvent text(const std::string& who, const std::string& id, int64_t t) {
   WebhookEvent e;

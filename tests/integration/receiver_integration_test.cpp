@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include "common/clock.h"
 #include "common/crypto.h"
 #include "common/http_client.h"
 #include "common/log.h"
@@ -21,11 +22,7 @@ test::RedisServer& redis_server() {
   return s;
 }
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t now_ms() { return wall_clock_ms(); }
 
 // One receiver stack in process, on the brokers given.
 struct Stack {

@@ -16,6 +16,10 @@
 namespace wafleet::test {
 
 uint16_t free_port();
+// A small file's text without trailing newlines/spaces ("" if missing).
+std::string read_trimmed(const std::string& path);
+// Runs a shell command to completion; its stdout+stderr in out; returns the exit code.
+int run_command(const std::string& cmd, std::string& out);
 std::string temp_dir(const std::string& prefix);
 
 // A child process with its output in a log file; SIGTERM then SIGKILL on destruction.

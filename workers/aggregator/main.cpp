@@ -10,6 +10,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/clock.h"
 #include "common/admin.h"
 #include "common/config.h"
 #include "common/kafka.h"
@@ -23,11 +24,7 @@ using namespace wafleet;
 
 namespace {
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t now_ms() { return wall_clock_ms(); }
 
 }  // namespace
 

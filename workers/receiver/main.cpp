@@ -8,6 +8,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "common/clock.h"
 #include "common/admin.h"
 #include "common/config.h"
 #include "common/http_client.h"
@@ -74,11 +75,7 @@ void write_port_file(const std::string& path, uint16_t port) {
   std::rename((path + ".tmp").c_str(), path.c_str());
 }
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t now_ms() { return wall_clock_ms(); }
 
 }  // namespace
 
