@@ -111,6 +111,7 @@ Status Engine::handle(const kafka::Record& r) {
     close(r.partition, st.windows.advance_event_time(t, options_.timer_grace_ms));
   }
   st.next_offset = r.offset + 1;
+  st.last_record_wall_ms = now_ms_();
   st.dirty = true;
   return {};
 }
@@ -128,6 +129,9 @@ void Engine::tick(kafka::Consumer& consumer) {
     // soon as a record arrives, so a record acknowledged before (due + grace) is seen here.
     // (Asking the leader instead, rd_kafka_query_watermark_offsets, took up to its whole
     // timeout on the dev broker and stalled consumption.)
+    if (now - st.last_record_wall_ms < options_.idle_ms) {
+      continue;
+    }
     auto hw = consumer.high_watermark(options_.inbound_topic, partition);
     if (!hw || st.next_offset < *hw) {
       if (log::enabled(log::Level::kDebug)) {

@@ -36,6 +36,10 @@ struct EngineOptions {
   std::string turns_topic = "wa.turns";
   std::string group_id = "wafleet-aggregator";
   int64_t timer_grace_ms = 30;  // closes by the clock wait this long past the due time
+  // ...and only after the partition has delivered nothing for this long: a fetch answers at
+  // once when data is there, so a quiet spell this long means nothing is waiting. Replays
+  // (a new owner re-reading) never close by the clock in the middle of their backlog.
+  int64_t idle_ms = 100;
   int64_t emitted_ttl_ms = 8LL * 24 * 3600 * 1000;  // longer than wa.inbound's retention
 };
 
@@ -62,6 +66,7 @@ class Engine : public kafka::RebalanceListener {
     WindowSet windows;
     int64_t epoch = 0;
     int64_t next_offset = -1;  // after the last consumed record
+    int64_t last_record_wall_ms = 0;  // when a record of this partition was last consumed
     bool dirty = false;        // offsets to store
   };
   struct Closed {
