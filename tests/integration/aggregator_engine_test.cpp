@@ -75,9 +75,10 @@ TEST(AggregatorEngine, InjectedProduceErrorsDelayTurnsButLoseAndSplitNothing) {
     }
   }
   ASSERT_TRUE(test::eventually([&] { return acked.load() == 90; }));
-  // Produce requests (api key 0) now fail: first with retriable errors the idempotent producer
-  // absorbs, then with enough of them that deliveries time out and the engine must retry.
-  std::vector<int> errors(60, 7);  // REQUEST_TIMED_OUT
+  // Produce requests (api key 0) now fail with a retriable error, more often than the producer
+  // can retry within its 1 s delivery timeout (one error is used per request, about a dozen
+  // requests per 100 ms retry round): deliveries fail and the engine must retry its flush.
+  std::vector<int> errors(400, 7);  // REQUEST_TIMED_OUT
   (*mock)->push_request_errors(0, errors);
 
   int flush_failures = 0;
