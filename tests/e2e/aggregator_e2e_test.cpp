@@ -261,6 +261,23 @@ TEST_F(AggregatorE2E, KillNineMidStreamLosesNothingAndDuplicatesOnlyIdentically)
   expect_exactly_the_bursts(bursts, turns);
 }
 
+// Two rebalances midway (a second and a third instance join), then the first leaves (a third):
+// each new owner re-reads what the old one had not committed, past turns already emitted.
+TEST_F(AggregatorE2E, InstancesJoiningAndLeavingUnderLoadLoseAndSplitNothing) {
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  const std::string pnid = "6" + std::to_string(100000 + std::rand() % 800000);
+  int joined = 0;
+  auto bursts = send_bursts(pnid, kPeople / 2, 4, [&](int) {
+    start_aggregator();
+    start_aggregator();
+    joined = 2;
+  });
+  ASSERT_EQ(joined, 2);
+  aggregators_.front()->stop();
+  auto turns = turns_for(pnid, bursts.size(), std::chrono::seconds(60));
+  expect_exactly_the_bursts(bursts, turns);
+}
+
 TEST_F(AggregatorE2E, RedisRestartedWithoutPersistenceLosesNothing) {
   std::this_thread::sleep_for(std::chrono::seconds(4));
   const std::string before = "5" + std::to_string(100000 + std::rand() % 800000);

@@ -87,7 +87,8 @@ TEST(AggregatorEngine, InjectedProduceErrorsDelayTurnsButLoseAndSplitNothing) {
     auto r = (*consumer)->poll(std::chrono::milliseconds(20));
     ASSERT_TRUE(r.has_value());
     if (*r) {
-      ASSERT_TRUE(engine.handle(**r).has_value());
+      std::vector<kafka::Record> one = {std::move(**r)};
+      ASSERT_TRUE(engine.handle_batch(one).has_value());
     }
     engine.tick(**consumer);
     if (auto f = engine.flush(**consumer); !f) {
@@ -122,6 +123,82 @@ TEST(AggregatorEngine, InjectedProduceErrorsDelayTurnsButLoseAndSplitNothing) {
     seen.insert(ids.begin(), ids.end());
   }
   EXPECT_EQ(seen, all_ids);
+  (*consumer)->close(std::chrono::seconds(5));
+}
+
+// A new owner re-reads from the first offset of the oldest window that was still open. Between
+// there and where the old owner stopped lies the tail of a window it had already emitted (it
+// opened earlier): the new owner must skip that tail, not emit it as a turn of its own.
+TEST(AggregatorEngine, NewOwnerReplayingSkipsTheTailOfAnAlreadyEmittedTurn) {
+  test::RedisServer redis_server;
+  auto mock = kafka::MockCluster::create(1);
+  ASSERT_TRUE(mock.has_value());
+  for (const auto& t : topics::catalogue()) {
+    ASSERT_TRUE((*mock)->create_topic(t.name, t.partitions));
+  }
+  const std::string brokers = (*mock)->bootstraps();
+  kafka::ClientConfig kc{brokers, "engine-test", {}};
+  auto producer = kafka::Producer::create(kc);
+  ASSERT_TRUE(producer.has_value());
+  redis::RedisClient redis(redis_server.options());
+  kafka::ConsumerOptions co;
+  co.group_id = "replay-" + crypto::random_hex(4);
+  co.topics = {topics::kDlq};  // never polled: only the offset calls need a consumer
+  auto consumer = kafka::Consumer::create(kc, co);
+  ASSERT_TRUE(consumer.has_value());
+  EngineOptions eo;
+  eo.windows.quiet_ms = 300;
+  eo.timer_grace_ms = 20;
+  auto record = [](int64_t offset, const std::string& who, int64_t t) {
+    const auto e = text(who, "tail." + who + "." + std::to_string(offset), t);
+    kafka::Record r;
+    r.topic = topics::kInbound;
+    r.partition = 0;
+    r.offset = offset;
+    r.key = e.conversation_key;
+    r.value = e.encode();
+    r.timestamp_ms = t;
+    return r;
+  };
+  // x: offsets 0 and 2 (due at 1500); y: 1 and 3 (due at 1550); z at 1530 closes x only.
+  std::vector<kafka::Record> log = {record(0, "x", 1000), record(1, "y", 1100),
+                                    record(2, "x", 1200), record(3, "y", 1250),
+                                    record(4, "z", 1530), record(5, "w", 3000)};
+  const std::vector<kafka::TopicPartition> p0 = {{topics::kInbound, 0}};
+  {
+    prometheus::Registry registry;
+    Engine old_owner(eo, **producer, redis, registry, now_ms);
+    old_owner.on_assigned(p0);
+    std::vector<kafka::Record> first(log.begin(), log.begin() + 5);
+    ASSERT_TRUE(old_owner.handle_batch(first).has_value());
+    ASSERT_TRUE(old_owner.flush(**consumer).has_value());
+    EXPECT_EQ(old_owner.open_windows(), 2u);  // y and z: the stored offset stays at y's 1
+  }
+  // The new owner re-reads from offset 1, then one more record closes everything.
+  prometheus::Registry registry;
+  Engine new_owner(eo, **producer, redis, registry, now_ms);
+  new_owner.on_assigned(p0);
+  std::vector<kafka::Record> replay(log.begin() + 1, log.end());
+  ASSERT_TRUE(new_owner.handle_batch(replay).has_value());
+  EXPECT_TRUE(replay.empty());
+  ASSERT_TRUE(new_owner.flush(**consumer).has_value());
+  double skipped = 0;
+  for (const auto& fam : registry.Collect()) {
+    if (fam.name == "wafleet_aggregator_replay_skipped_total") {
+      skipped = fam.metric.at(0).counter.value;
+    }
+  }
+  EXPECT_EQ(skipped, 1);
+  auto turns = test::consume_until(brokers, {topics::kTurns}, [](const auto& rs) {
+    return rs.size() >= 3;
+  }, std::chrono::seconds(10));
+  std::multiset<std::vector<std::string>> got;
+  for (const auto& t : turns) {
+    got.insert(nlohmann::json::parse(t.value)["message_ids"].get<std::vector<std::string>>());
+  }
+  const std::multiset<std::vector<std::string>> want = {
+      {"tail.x.0", "tail.x.2"}, {"tail.y.1", "tail.y.3"}, {"tail.z.4"}};
+  EXPECT_EQ(got, want);
   (*consumer)->close(std::chrono::seconds(5));
 }
 

@@ -3,12 +3,30 @@
 #include <algorithm>
 #include <atomic>
 #include <future>
+#include <set>
 
 #include "common/json_util.h"
 #include "common/log.h"
 #include "workers/aggregator/turn.h"
 
 namespace wafleet::aggregator {
+
+namespace {
+
+// Raises a partition's emitted_through, never lowers it (an old owner's late write is harmless).
+const redis::Script kRaise(R"lua(
+local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local v = tonumber(ARGV[1])
+if v > cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return v
+end
+return cur
+)lua");
+
+constexpr int64_t kUnknown = -2;  // emitted_through not loaded yet
+
+}  // namespace
 
 Engine::Engine(EngineOptions options, kafka::Producer& producer, redis::RedisClient& redis,
                prometheus::Registry& registry, std::function<int64_t()> now_ms)
@@ -19,6 +37,11 @@ Engine::Engine(EngineOptions options, kafka::Producer& producer, redis::RedisCli
                     .Register(registry);
   turns_emitted_ = &turns.Add({{"result", "emitted"}});
   turns_skipped_ = &turns.Add({{"result", "already_emitted"}});
+  replay_skipped_ = &prometheus::BuildCounter()
+                         .Name("wafleet_aggregator_replay_skipped_total")
+                         .Help("re-read records skipped because an emitted turn holds them")
+                         .Register(registry)
+                         .Add({});
   messages_ = &prometheus::BuildCounter()
                    .Name("wafleet_aggregator_messages_total")
                    .Help("inbound messages buffered")
@@ -46,15 +69,35 @@ void Engine::on_assigned(const std::vector<kafka::TopicPartition>& partitions) {
     if (tp.topic != options_.inbound_topic) {
       continue;
     }
-    PartitionState st{WindowSet(options_.windows), -1, -1, false};
-    auto r = redis_.command({"INCR", key_prefix(tp.partition) + "epoch"});
-    if (r && r->type == redis::Reply::Type::kInteger) {
-      st.epoch = r->integer;
-    } else {
-      log::warn("aggregator.epoch_unavailable", {{"partition", tp.partition}});
+    PartitionState st{WindowSet(options_.windows), -1, -1, 0, false, kUnknown, {}};
+    auto it = partitions_.insert_or_assign(tp.partition, std::move(st)).first;
+    if (auto s = load(tp.partition, it->second); !s) {
+      // Retried before the partition's first record is handled.
+      log::warn("aggregator.partition_state_unavailable",
+                {{"partition", tp.partition}, {"reason", s.error().message}});
     }
-    partitions_.insert_or_assign(tp.partition, std::move(st));
   }
+}
+
+Status Engine::load(int32_t partition, PartitionState& st) {
+  if (st.epoch >= 0 && st.emitted_through != kUnknown) {
+    return {};
+  }
+  auto r = redis_.pipeline({{"INCR", key_prefix(partition) + "epoch"},
+                            {"GET", key_prefix(partition) + "emitted_through"}});
+  if (!r) {
+    return Unexpected(r.error());
+  }
+  if ((*r)[0].type != redis::Reply::Type::kInteger || (*r)[1].is_error()) {
+    return Unexpected(Error::transient("redis refused the partition state: " + (*r)[0].str +
+                                       (*r)[1].str));
+  }
+  st.epoch = (*r)[0].integer;
+  st.emitted_through = (*r)[1].is_nil() ? -1 : std::stoll((*r)[1].str);
+  log::info("aggregator.partition_claimed", {{"partition", partition},
+                                             {"epoch", st.epoch},
+                                             {"emitted_through", st.emitted_through}});
+  return {};
 }
 
 void Engine::on_revoked(const std::vector<kafka::TopicPartition>& partitions) {
@@ -77,12 +120,73 @@ void Engine::close(int32_t partition, std::vector<Window> windows) {
   }
 }
 
+Status Engine::handle_batch(std::vector<kafka::Record>& records) {
+  // Replay guard: one round trip for every conversation whose records may already be in an
+  // emitted turn (only while re-reading what a previous owner consumed).
+  std::vector<redis::Command> cmds;
+  std::vector<std::pair<PartitionState*, std::string>> asked;
+  std::set<std::pair<int32_t, std::string>> wanted;
+  for (const auto& r : records) {
+    auto it = partitions_.find(r.partition);
+    if (r.topic != options_.inbound_topic || it == partitions_.end()) {
+      continue;
+    }
+    PartitionState& st = it->second;
+    if (auto s = load(r.partition, st); !s) {
+      return s;
+    }
+    if (r.offset <= st.emitted_through && !st.conv_emitted.contains(r.key) &&
+        wanted.emplace(r.partition, r.key).second) {
+      cmds.push_back({"GET", key_prefix(r.partition) + "conv:" + r.key});
+      asked.emplace_back(&st, r.key);
+    }
+  }
+  if (!cmds.empty()) {
+    auto got = redis_.pipeline(cmds);
+    if (!got) {
+      return Unexpected(got.error());
+    }
+    for (size_t i = 0; i < asked.size(); ++i) {
+      const auto& rep = (*got)[i];
+      if (rep.is_error()) {
+        return Unexpected(Error::transient("redis: " + rep.str));
+      }
+      asked[i].first->conv_emitted[asked[i].second] = rep.is_nil() ? -1 : std::stoll(rep.str);
+    }
+  }
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (auto s = handle(records[i]); !s) {
+      records.erase(records.begin(), records.begin() + static_cast<std::ptrdiff_t>(i));
+      return s;
+    }
+  }
+  records.clear();
+  return {};
+}
+
 Status Engine::handle(const kafka::Record& r) {
   auto it = partitions_.find(r.partition);
   if (r.topic != options_.inbound_topic || it == partitions_.end()) {
     return {};
   }
   PartitionState& st = it->second;
+  if (auto s = load(r.partition, st); !s) {
+    return s;
+  }
+  int64_t emitted = -1;  // last offset of this conversation already in an emitted turn
+  if (r.offset <= st.emitted_through) {
+    auto known = st.conv_emitted.find(r.key);
+    if (known == st.conv_emitted.end()) {
+      auto got = redis_.command({"GET", key_prefix(r.partition) + "conv:" + r.key});
+      if (!got || got->is_error()) {
+        return Unexpected(Error::transient("redis unavailable for the replay guard"));
+      }
+      known = st.conv_emitted.emplace(r.key, got->is_nil() ? -1 : std::stoll(got->str)).first;
+    }
+    emitted = known->second;
+  } else if (!st.conv_emitted.empty()) {
+    st.conv_emitted.clear();  // past the replay: the guard is no longer needed
+  }
   auto doc = json::parse(r.value);
   auto event = doc.is_discarded() ? Expected<WebhookEvent, std::string>(
                                         Unexpected(std::string("value is not JSON")))
@@ -105,9 +209,13 @@ Status Engine::handle(const kafka::Record& r) {
     if (event->received_at_ms == 0) {
       event->received_at_ms = r.timestamp_ms;
     }
-    messages_->Increment();
     const int64_t t = event->received_at_ms;
-    close(r.partition, st.windows.add(std::move(event).value(), r.offset));
+    if (r.offset <= emitted) {
+      replay_skipped_->Increment();  // an emitted turn holds it: rebuilding would split it
+    } else {
+      messages_->Increment();
+      close(r.partition, st.windows.add(std::move(event).value(), r.offset));
+    }
     close(r.partition, st.windows.advance_event_time(t, options_.timer_grace_ms));
   }
   st.next_offset = r.offset + 1;
@@ -246,12 +354,47 @@ Status Engine::flush(kafka::Consumer& consumer) {
                         });
     }
     wait->done.get_future().wait();
-    // 4. Mark what is acknowledged; keep the rest for the next flush.
+    // 4. Mark what is acknowledged (the turn, the conversation's last emitted offset, the
+    // partition's emitted_through); keep the rest for the next flush. Until the marks are
+    // written the windows stay in closed_, so the offset cannot pass them: a crash here
+    // re-emits the same turn_id, never a tail.
     cmds.clear();
     std::vector<Closed> retry;
+    std::map<int32_t, int64_t> through;
+    const std::string ttl = std::to_string(options_.emitted_ttl_ms);
     const int64_t acked_at = now_ms_();
     for (size_t i = 0; i < closed_.size(); ++i) {
       if (!wait->ok[i]) {
+        continue;
+      }
+      const Closed& c = closed_[i];
+      const std::string prefix = key_prefix(c.partition);
+      const int64_t last = c.window.messages.back().offset;
+      if ((*seen)[i].integer != 1) {
+        cmds.push_back({"SET", prefix + "turn:" + turns[i]["turn_id"].get<std::string>(), "1",
+                        "PX", ttl});
+      }
+      cmds.push_back({"SET", prefix + "conv:" + c.window.conversation_key, std::to_string(last),
+                      "PX", ttl});
+      through[c.partition] = std::max(through[c.partition], last);
+    }
+    for (const auto& [p, last] : through) {
+      cmds.push_back(kRaise.evalsha({key_prefix(p) + "emitted_through"},
+                                    {std::to_string(last), ttl}));
+    }
+    bool marked_ok = true;
+    if (!cmds.empty()) {
+      auto marked = redis_.pipeline(cmds, {&kRaise});
+      marked_ok = marked.has_value() &&
+                  std::none_of(marked->begin(), marked->end(),
+                               [](const redis::Reply& r) { return r.is_error(); });
+      if (!marked_ok) {
+        log::warn("aggregator.mark_failed",
+                  {{"reason", marked ? std::string("redis error reply") : marked.error().message}});
+      }
+    }
+    for (size_t i = 0; i < closed_.size(); ++i) {
+      if (!wait->ok[i] || !marked_ok) {
         retry.push_back(std::move(closed_[i]));
         continue;
       }
@@ -259,15 +402,11 @@ Status Engine::flush(kafka::Consumer& consumer) {
         turns_emitted_->Increment();
         const int64_t due = due_at(closed_[i].window, options_.windows);
         close_latency_->Observe(static_cast<double>(std::max<int64_t>(0, acked_at - due)) / 1000.0);
-        cmds.push_back({"SET", key_prefix(closed_[i].partition) + "turn:" +
-                                   turns[i]["turn_id"].get<std::string>(),
-                        "1", "PX", std::to_string(options_.emitted_ttl_ms)});
       }
     }
-    if (!cmds.empty()) {
-      if (auto marked = redis_.pipeline(cmds); !marked) {
-        // Not fatal: without the mark a replay may emit the same turn_id again.
-        log::warn("aggregator.mark_failed", {{"reason", marked.error().message}});
+    for (const auto& [p, last] : through) {
+      if (auto st = partitions_.find(p); marked_ok && st != partitions_.end()) {
+        st->second.emitted_through = std::max(st->second.emitted_through, last);
       }
     }
     closed_ = std::move(retry);

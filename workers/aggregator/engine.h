@@ -11,12 +11,21 @@
 //                                       started with, so an instance that lost P cannot emit
 //   agg:{wa.inbound:P}:turn:<turn_id>   set after a turn is acknowledged on wa.turns; a replay
 //                                       skips turns already emitted
+//   agg:{wa.inbound:P}:conv:<key>       offset of the last record of the conversation's last
+//                                       emitted turn
+//   agg:{wa.inbound:P}:emitted_through  highest such offset in the partition
+// The last two stop a split on rebalance: a new owner re-reads from the oldest window that was
+// still open, and between there and where the old owner stopped lie the tails of other
+// conversations' windows that were already emitted (they opened earlier). Records at or below
+// emitted_through are looked up (one pipelined GET per batch, per conversation) and skipped
+// when an emitted turn already holds them.
 // Threading: one thread (the consumer's) calls everything, rebalance callbacks included.
 #include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <prometheus/counter.h>
@@ -51,7 +60,11 @@ class Engine : public kafka::RebalanceListener {
   void on_assigned(const std::vector<kafka::TopicPartition>& partitions) override;
   void on_revoked(const std::vector<kafka::TopicPartition>& partitions) override;
 
-  // Buffers one consumed record (poison records go to the DLQ). Fatal errors only.
+  // Buffers consumed records (poison records go to the DLQ) and removes them from `records`.
+  // After a transient error (Redis down while replaying) `records` holds what is left to
+  // handle: call again with it.
+  Status handle_batch(std::vector<kafka::Record>& records);
+  // One record; looks up the replay marker itself when handle_batch did not.
   Status handle(const kafka::Record& r);
   // Closes windows whose due time passed on partitions with nothing left to read.
   void tick(kafka::Consumer& consumer);
@@ -68,12 +81,17 @@ class Engine : public kafka::RebalanceListener {
     int64_t next_offset = -1;  // after the last consumed record
     int64_t last_record_wall_ms = 0;  // when a record of this partition was last consumed
     bool dirty = false;        // offsets to store
+    // Replay guard: records at or below emitted_through may already be in an emitted turn.
+    int64_t emitted_through = -1;
+    std::unordered_map<std::string, int64_t> conv_emitted;  // key -> last emitted offset
   };
   struct Closed {
     int32_t partition;
     Window window;
   };
   void close(int32_t partition, std::vector<Window> windows);
+  // Claims the partition's epoch and reads its emitted_through, once per assignment.
+  Status load(int32_t partition, PartitionState& st);
   std::string key_prefix(int32_t partition) const;
 
   EngineOptions options_;
@@ -84,6 +102,7 @@ class Engine : public kafka::RebalanceListener {
   std::vector<Closed> closed_;
   prometheus::Counter* turns_emitted_;
   prometheus::Counter* turns_skipped_;
+  prometheus::Counter* replay_skipped_;
   prometheus::Counter* messages_;
   prometheus::Counter* dead_lettered_;
   prometheus::Histogram* close_latency_;

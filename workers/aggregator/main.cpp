@@ -147,6 +147,7 @@ int main(int argc, char** argv) {
 
   int exit_code = 0;
   auto backoff = std::chrono::milliseconds(50);
+  std::vector<kafka::Record> batch;  // kept until handled: a Redis outage retries it
   while (!stop.load()) {
     const auto batch_end = std::chrono::steady_clock::now() + std::chrono::milliseconds(10);
     // Sleep in poll no longer than until the next window falls due (plus its grace).
@@ -154,8 +155,9 @@ int main(int argc, char** argv) {
     if (auto due = engine.next_due()) {
       wait_ms = std::clamp<int64_t>(*due + eo.timer_grace_ms - now_ms(), 0, 20);
     }
-    for (int n = 0; n < 1000 && std::chrono::steady_clock::now() < batch_end; ++n) {
-      auto r = (*consumer)->poll(std::chrono::milliseconds(n == 0 ? wait_ms : 0));
+    const bool refill = batch.empty();
+    while (refill && batch.size() < 1000 && std::chrono::steady_clock::now() < batch_end) {
+      auto r = (*consumer)->poll(std::chrono::milliseconds(batch.empty() ? wait_ms : 0));
       if (!r) {
         log::error("worker.fatal", {{"reason", r.error().message}});
         exit_code = 1;
@@ -165,21 +167,20 @@ int main(int argc, char** argv) {
       if (!*r) {
         break;
       }
-      if (auto h = engine.handle(**r); !h) {
-        log::error("worker.fatal", {{"reason", h.error().message}});
-        exit_code = 1;
-        stop = true;
-        break;
-      }
+      batch.push_back(std::move(**r));
     }
-    engine.tick(**consumer);
-    if (auto f = engine.flush(**consumer); !f) {
-      if (f.error().kind == ErrorKind::kFatal) {
-        log::error("worker.fatal", {{"reason", f.error().message}});
+    Status step = engine.handle_batch(batch);  // removes what it handled
+    if (step) {
+      engine.tick(**consumer);
+      step = engine.flush(**consumer);
+    }
+    if (!step) {
+      if (step.error().kind == ErrorKind::kFatal) {
+        log::error("worker.fatal", {{"reason", step.error().message}});
         exit_code = 1;
         break;
       }
-      log::warn("aggregator.flush_retry", {{"reason", f.error().message}});
+      log::warn("aggregator.retry", {{"reason", step.error().message}});
       std::this_thread::sleep_for(backoff);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
     } else {
