@@ -122,6 +122,7 @@ Result<std::unique_ptr<Producer>> Producer::create(const ClientConfig& config,
       {"linger.ms", std::to_string(options.linger_ms)},
       {"message.timeout.ms", std::to_string(options.message_timeout_ms)},
       {"socket.keepalive.enable", "true"},
+      {"socket.nagle.disable", "true"},  // requests leave at once, not after an ACK
       {"compression.type", "lz4"},
   };
   auto conf = make_conf(config, defaults);
@@ -200,6 +201,18 @@ void Producer::produce(const std::string& topic, const std::string& key, const s
     std::unique_ptr<DeliveryCallback> owned(cb);
     (*owned)(Unexpected(e), partition, -1);
   }
+}
+
+Status Producer::warm_up(const std::string& topic, std::chrono::milliseconds timeout) {
+  std::unique_ptr<rd_kafka_topic_t, decltype(&rd_kafka_topic_destroy)> t(
+      rd_kafka_topic_new(rk_, topic.c_str(), nullptr), &rd_kafka_topic_destroy);
+  const rd_kafka_metadata_t* md = nullptr;
+  const auto err = rd_kafka_metadata(rk_, 0, t.get(), &md, static_cast<int>(timeout.count()));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unexpected(map_error(err, "metadata for " + topic));
+  }
+  rd_kafka_metadata_destroy(md);
+  return {};
 }
 
 bool Producer::flush(std::chrono::milliseconds timeout) {

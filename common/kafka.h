@@ -58,6 +58,9 @@ class Producer {
 
   // Blocks until everything queued is delivered or the timeout passes; false on timeout.
   bool flush(std::chrono::milliseconds timeout);
+  // Fetches the topic's metadata and connects to its leaders now, so the first record a worker
+  // produces does not pay for it (about half a second on a fresh producer). Best effort.
+  Status warm_up(const std::string& topic, std::chrono::milliseconds timeout);
   // True once librdkafka reported a fatal error (idempotence broken): the owner should exit.
   bool fatal() const { return fatal_.load(); }
   size_t in_flight() const;

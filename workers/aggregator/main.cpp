@@ -96,6 +96,9 @@ int main(int argc, char** argv) {
     std::cerr << "wafleet-aggregator: " << producer.error().message << "\n";
     return 1;
   }
+  if (auto w = (*producer)->warm_up(topics::kTurns, std::chrono::seconds(5)); !w) {
+    log::warn("aggregator.warm_up_failed", {{"reason", w.error().message}});
+  }
   redis::RedisClient redis(*redis_opts);
   auto registry = std::make_shared<prometheus::Registry>();
   aggregator::Engine engine(eo, **producer, redis, *registry, now_ms);

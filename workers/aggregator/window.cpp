@@ -32,16 +32,27 @@ int64_t WindowSet::effective_due(const Window& w) const {
 }
 
 void WindowSet::index(const std::string& key, const Window& w) {
-  unindex(key);
   const int64_t due = effective_due(w);
-  due_index_.emplace(due, key);
-  indexed_due_[key] = due;
+  auto it = indexed_due_.find(key);
+  if (it == indexed_due_.end()) {
+    const std::pair<int64_t, uint64_t> entry{due, next_seq_++};
+    indexed_due_.emplace(key, entry);
+    due_index_.emplace(entry, key);
+    return;
+  }
+  if (it->second.first == due) {
+    return;
+  }
+  auto node = due_index_.extract(it->second);
+  it->second.first = due;
+  node.key() = it->second;
+  due_index_.insert(std::move(node));
 }
 
 void WindowSet::unindex(const std::string& key) {
   auto it = indexed_due_.find(key);
   if (it != indexed_due_.end()) {
-    due_index_.erase({it->second, key});
+    due_index_.erase(it->second);
     indexed_due_.erase(it);
   }
 }
@@ -73,10 +84,8 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
     // Media still downloading holds the window open (it keeps taking messages) up to the
     // media wait.
     if (t >= effective_due(w)) {
-      finalize(w);
-      closed.push_back(std::move(w));
-      windows_.erase(it);
-      unindex(key);
+      closed.push_back(take(it));
+      finalize(closed.back());
       it = windows_.end();
     }
   }
@@ -86,6 +95,7 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
     w.first_offset = offset;
     w.opened_ms = t;
     w.last_ms = t;
+    first_offsets_.insert(offset);
     it = windows_.emplace(key, std::move(w)).first;
   }
   Window& w = it->second;
@@ -98,9 +108,7 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
   w.messages.push_back(std::move(b));
   if (config_.mode == Config::Mode::kDebounce && w.messages.size() >= config_.max_messages &&
       w.pending_media() == 0) {
-    closed.push_back(std::move(w));
-    windows_.erase(it);
-    unindex(key);
+    closed.push_back(take(it));
   } else {
     index(key, w);
   }
@@ -124,14 +132,10 @@ void WindowSet::media_result(const std::string& conversation_key, const std::str
 
 std::vector<Window> WindowSet::close_due(int64_t now_ms) {
   std::vector<Window> closed;
-  while (!due_index_.empty() && due_index_.begin()->first <= now_ms) {
+  while (!due_index_.empty() && due_index_.begin()->first.first <= now_ms) {
     const std::string key = due_index_.begin()->second;
-    unindex(key);
-    auto it = windows_.find(key);
-    Window w = std::move(it->second);
-    windows_.erase(it);
-    finalize(w);
-    closed.push_back(std::move(w));
+    closed.push_back(take(windows_.find(key)));
+    finalize(closed.back());
   }
   return closed;
 }
@@ -145,17 +149,22 @@ std::optional<int64_t> WindowSet::next_due() const {
   if (due_index_.empty()) {
     return std::nullopt;
   }
-  return due_index_.begin()->first;
+  return due_index_.begin()->first.first;
 }
 
 std::optional<int64_t> WindowSet::oldest_open_offset() const {
-  std::optional<int64_t> out;
-  for (const auto& [key, w] : windows_) {
-    if (!out || w.first_offset < *out) {
-      out = w.first_offset;
-    }
+  if (first_offsets_.empty()) {
+    return std::nullopt;
   }
-  return out;
+  return *first_offsets_.begin();
+}
+
+Window WindowSet::take(std::unordered_map<std::string, Window>::iterator it) {
+  Window w = std::move(it->second);
+  unindex(it->first);
+  first_offsets_.erase(w.first_offset);
+  windows_.erase(it);
+  return w;
 }
 
 }  // namespace wafleet::aggregator

@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "topics/webhook_event.h"
@@ -95,9 +96,15 @@ class WindowSet {
   void index(const std::string& key, const Window& w);
   void unindex(const std::string& key);
   Config config_;
-  std::map<std::string, Window> windows_;  // by conversation key
-  std::set<std::pair<int64_t, std::string>> due_index_;  // (effective due, key), earliest first
-  std::map<std::string, int64_t> indexed_due_;           // key -> its entry in due_index_
+  // Takes the window out of every index and returns it.
+  Window take(std::unordered_map<std::string, Window>::iterator it);
+  std::unordered_map<std::string, Window> windows_;  // by conversation key
+  // (effective due, sequence) -> key, earliest first; the sequence (windows in opening order)
+  // breaks ties without comparing keys, which share long prefixes.
+  std::map<std::pair<int64_t, uint64_t>, std::string> due_index_;
+  std::unordered_map<std::string, std::pair<int64_t, uint64_t>> indexed_due_;  // key -> entry
+  uint64_t next_seq_ = 0;
+  std::set<int64_t> first_offsets_;  // of the open windows (offsets are unique), oldest first
   int64_t event_time_ = 0;                               // latest event time seen
 };
 

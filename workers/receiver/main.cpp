@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/redis.h"
 #include "common/runtime.h"
+#include "topics/topics.h"
 #include "workers/receiver/adapters.h"
 #include "workers/receiver/dedupe.h"
 #include "workers/receiver/receiver.h"
@@ -127,6 +128,11 @@ int main(int argc, char** argv) {
   if (!producer) {
     std::cerr << "wafleet-receiver: " << producer.error().message << "\n";
     return 1;
+  }
+  for (const char* topic : {topics::kInbound, topics::kStatus}) {
+    if (auto w = (*producer)->warm_up(topic, std::chrono::seconds(5)); !w) {
+      log::warn("receiver.warm_up_failed", {{"topic", topic}, {"reason", w.error().message}});
+    }
   }
   receiver::RedisDedupStore dedupe(*redis_opts, ro.pending_claim_ttl_ms, ro.dedupe_ttl_ms);
   receiver::KafkaSink sink(**producer);
