@@ -277,6 +277,14 @@ Settings load_args(const std::string& program, const std::vector<Option>& option
   return load_partial(options, process_env(), args, errors);
 }
 
+void write_port_file(const std::string& path, uint16_t port) {
+  if (path.empty()) {
+    return;
+  }
+  std::ofstream(path + ".tmp") << port << "\n";
+  std::rename((path + ".tmp").c_str(), path.c_str());
+}
+
 void exit_if_invalid(const std::string& program, const std::vector<std::string>& errors) {
   if (errors.empty()) {
     return;

@@ -81,4 +81,7 @@ Settings load_args(const std::string& program, const std::vector<Option>& option
 // Prints each error as "program: invalid config: reason" and exits 2, if there are any.
 void exit_if_invalid(const std::string& program, const std::vector<std::string>& errors);
 
+// Writes "PORT\n" to path atomically (tmp + rename), for tests and scripts; no-op if path is "".
+void write_port_file(const std::string& path, uint16_t port);
+
 }  // namespace wafleet::config

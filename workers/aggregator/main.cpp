@@ -135,10 +135,7 @@ int main(int argc, char** argv) {
     std::cerr << "wafleet-aggregator: admin: " << st.error().message << "\n";
     return 1;
   }
-  if (const std::string f = s.get("admin-port-file"); !f.empty()) {
-    std::ofstream(f + ".tmp") << admin_server.port() << "\n";
-    std::rename((f + ".tmp").c_str(), f.c_str());
-  }
+  config::write_port_file(s.get("admin-port-file"), admin_server.port());
   std::atomic<bool> signalled{false};
   std::thread signals([&] {
     runtime::wait_for_shutdown_signal();

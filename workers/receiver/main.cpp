@@ -68,14 +68,6 @@ std::vector<std::string> split_csv(const std::string& s) {
   return out;
 }
 
-void write_port_file(const std::string& path, uint16_t port) {
-  if (path.empty()) {
-    return;
-  }
-  std::ofstream(path + ".tmp") << port << "\n";
-  std::rename((path + ".tmp").c_str(), path.c_str());
-}
-
 int64_t now_ms() { return wall_clock_ms(); }
 
 }  // namespace
@@ -177,8 +169,8 @@ int main(int argc, char** argv) {
     std::cerr << "wafleet-receiver: " << st.error().message << "\n";
     return 1;
   }
-  write_port_file(s.get("port-file"), server.port());
-  write_port_file(s.get("admin-port-file"), admin_server.port());
+  config::write_port_file(s.get("port-file"), server.port());
+  config::write_port_file(s.get("admin-port-file"), admin_server.port());
   log::info("worker.started",
             {{"listen", listen->host + ":" + std::to_string(server.port())},
              {"admin", admin->host + ":" + std::to_string(admin_server.port())}});

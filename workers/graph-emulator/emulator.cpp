@@ -1,0 +1,526 @@
+#include "workers/graph-emulator/emulator.h"
+
+#include <chrono>
+#include <regex>
+#include <thread>
+
+#include "common/clock.h"
+#include "common/crypto.h"
+#include "common/http_client.h"
+
+namespace wafleet::emulator {
+namespace {
+
+namespace bhttp = boost::beast::http;
+
+// Deterministic bytes for a (size, seed): large test files without uploading them.
+std::string generated_bytes(size_t size, uint64_t seed) {
+  std::string out(size, '\0');
+  uint64_t x = seed * 0x9E3779B97F4A7C15ULL + 1;
+  for (size_t i = 0; i < size; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    out[i] = static_cast<char>(x & 0xff);
+  }
+  return out;
+}
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') {
+      ++i;
+    }
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) {
+      j = path.size();
+    }
+    if (j > i) {
+      parts.emplace_back(path.substr(i, j - i));
+    }
+    i = j;
+  }
+  return parts;
+}
+
+std::string query_param(const std::string& query, const std::string& name) {
+  size_t pos = 0;
+  while (pos < query.size()) {
+    size_t amp = query.find('&', pos);
+    if (amp == std::string::npos) {
+      amp = query.size();
+    }
+    const std::string kv = query.substr(pos, amp - pos);
+    const size_t eq = kv.find('=');
+    if (eq != std::string::npos && kv.substr(0, eq) == name) {
+      return kv.substr(eq + 1);
+    }
+    pos = amp + 1;
+  }
+  return "";
+}
+
+bool is_version(const std::string& s) {
+  static const std::regex re(R"(v\d+\.\d+)");
+  return std::regex_match(s, re);
+}
+
+// The bytes of the multipart part named "file".
+std::optional<std::string> multipart_file(const http::Request& req) {
+  const std::string ct(req[bhttp::field::content_type]);
+  const size_t b = ct.find("boundary=");
+  if (b == std::string::npos) {
+    return std::nullopt;
+  }
+  std::string boundary = ct.substr(b + 9);
+  if (!boundary.empty() && boundary.front() == '"') {
+    boundary = boundary.substr(1, boundary.find('"', 1) - 1);
+  }
+  const std::string& body = req.body();
+  const std::string delim = "--" + boundary;
+  size_t pos = body.find(delim);
+  while (pos != std::string::npos) {
+    const size_t headers_start = pos + delim.size() + 2;
+    const size_t headers_end = body.find("\r\n\r\n", headers_start);
+    if (headers_end == std::string::npos) {
+      return std::nullopt;
+    }
+    const std::string headers = body.substr(headers_start, headers_end - headers_start);
+    const size_t next = body.find("\r\n" + delim, headers_end + 4);
+    if (next == std::string::npos) {
+      return std::nullopt;
+    }
+    if (headers.find("name=\"file\"") != std::string::npos) {
+      return body.substr(headers_end + 4, next - headers_end - 4);
+    }
+    pos = next + 2;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+nlohmann::json Fault::to_json() const {
+  return {{"endpoint", endpoint},       {"match", match},
+          {"times", times},             {"error_code", error_code},
+          {"http_status", http_status}, {"latency_ms", latency_ms},
+          {"expired_url", expired_url}, {"wrong_checksum", wrong_checksum},
+          {"oversize", oversize}};
+}
+
+std::optional<Fault> Fault::from_json(const nlohmann::json& j, std::string& error) {
+  if (!j.is_object()) {
+    error = "a fault is a JSON object";
+    return std::nullopt;
+  }
+  Fault f;
+  try {
+    f.endpoint = j.value("endpoint", "");
+    f.match = j.value("match", "");
+    f.times = j.value("times", 1);
+    f.error_code = j.value("error_code", 0);
+    f.http_status = j.value("http_status", f.error_code != 0 ? 400 : 500);
+    f.latency_ms = j.value("latency_ms", int64_t{0});
+    f.expired_url = j.value("expired_url", false);
+    f.wrong_checksum = j.value("wrong_checksum", false);
+    f.oversize = j.value("oversize", false);
+  } catch (const nlohmann::json::exception& e) {
+    error = std::string("bad fault field: ") + e.what();
+    return std::nullopt;
+  }
+  static const std::vector<std::string> known = {"media", "download", "messages",
+                                                 "transcriptions"};
+  if (std::find(known.begin(), known.end(), f.endpoint) == known.end()) {
+    error = "endpoint must be one of media, download, messages, transcriptions";
+    return std::nullopt;
+  }
+  return f;
+}
+
+GraphEmulator::GraphEmulator(Options options) : options_(std::move(options)) {}
+
+void GraphEmulator::set_public_base(const std::string& base) {
+  std::lock_guard lock(mu_);
+  options_.public_base = base;
+}
+
+nlohmann::json GraphEmulator::add_media(Media m) {
+  m.sha256_hex = crypto::sha256_hex(m.bytes);
+  const auto raw = crypto::sha256_hex(m.bytes);
+  std::string digest;
+  for (size_t i = 0; i + 1 < raw.size(); i += 2) {
+    digest.push_back(static_cast<char>(std::stoi(raw.substr(i, 2), nullptr, 16)));
+  }
+  nlohmann::json out = {{"id", m.id},
+                        {"mime_type", m.mime_type},
+                        {"sha256_hex", m.sha256_hex},
+                        {"sha256_base64", crypto::base64_encode(digest)},
+                        {"file_size", m.bytes.size()}};
+  std::lock_guard lock(mu_);
+  media_[m.id] = std::move(m);
+  return out;
+}
+
+void GraphEmulator::add_fault(Fault f) {
+  std::lock_guard lock(mu_);
+  faults_.push_back(std::move(f));
+}
+
+nlohmann::json GraphEmulator::calls() const {
+  std::lock_guard lock(mu_);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : calls_) {
+    out.push_back({{"method", c.method},
+                   {"path", c.path},
+                   {"status", c.status},
+                   {"authorized", c.authorized},
+                   {"body", c.body},
+                   {"at_ms", c.at_ms}});
+  }
+  return out;
+}
+
+std::optional<Fault> GraphEmulator::take_fault(const std::string& endpoint,
+                                               const std::string& match) {
+  std::lock_guard lock(mu_);
+  for (auto it = faults_.begin(); it != faults_.end(); ++it) {
+    if (it->endpoint != endpoint || (!it->match.empty() && it->match != match)) {
+      continue;
+    }
+    Fault f = *it;
+    if (it->times > 0 && --it->times == 0) {
+      faults_.erase(it);
+    }
+    return f;
+  }
+  return std::nullopt;
+}
+
+bool GraphEmulator::authorized(const http::Request& req) const {
+  return std::string(req[bhttp::field::authorization]) == "Bearer " + options_.access_token;
+}
+
+http::Response GraphEmulator::graph_error(const http::Request& req, int code,
+                                          const std::string& message, unsigned status) const {
+  nlohmann::json err = {{"message", "(#" + std::to_string(code) + ") " + message},
+                        {"type", code == 190 ? "OAuthException" : "OAuthException"},
+                        {"code", code},
+                        {"error_data", {{"messaging_product", "whatsapp"}, {"details", message}}},
+                        {"fbtrace_id", "AEmu" + crypto::random_hex(8)}};
+  return http::make_json_response(req, status, nlohmann::json{{"error", err}}.dump());
+}
+
+std::string GraphEmulator::url_signature(const std::string& id, int64_t exp) const {
+  return crypto::hmac_sha256_hex(options_.access_token, id + ":" + std::to_string(exp));
+}
+
+void GraphEmulator::handle(http::Request&& req, http::Responder respond) {
+  Call call;
+  call.method = std::string(req.method_string());
+  call.path = std::string(req.target());
+  call.at_ms = wall_clock_ms();
+  call.authorized = authorized(req);
+  if (req[bhttp::field::content_type].starts_with("application/json")) {
+    call.body = nlohmann::json::parse(req.body(), nullptr, false);
+  }
+  int64_t delay_ms = 0;
+  http::Response res = route(req, call, delay_ms);
+  call.status = res.result_int();
+  if (!call.path.starts_with("/_emulator/")) {
+    std::lock_guard lock(mu_);
+    calls_.push_back(std::move(call));
+  }
+  if (delay_ms <= 0) {
+    respond(std::move(res));
+    return;
+  }
+  std::thread([delay_ms, respond = std::move(respond), res = std::move(res)]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    respond(std::move(res));
+  }).detach();
+}
+
+http::Response GraphEmulator::route(const http::Request& req, Call& call, int64_t& delay_ms) {
+  const std::string target(req.target());
+  const size_t q = target.find('?');
+  const std::string path = target.substr(0, q);
+  const std::string query = q == std::string::npos ? "" : target.substr(q + 1);
+  const auto parts = split_path(path);
+  const auto method = req.method();
+  if (parts.size() == 2 && parts[0] == "_emulator") {
+    return admin(req, parts[1]);
+  }
+  if (method == bhttp::verb::post && parts.size() == 3 && parts[0] == "v1" && parts[1] == "audio" &&
+      parts[2] == "transcriptions") {
+    return transcription(req, call, delay_ms);
+  }
+  if (method == bhttp::verb::get && parts.size() == 2 && parts[0] == "media") {
+    return download(req, parts[1], query, call, delay_ms);
+  }
+  if (method == bhttp::verb::post && parts.size() == 3 && is_version(parts[0]) &&
+      parts[2] == "messages") {
+    return messages(req, parts[1], call, delay_ms);
+  }
+  if (method == bhttp::verb::get && parts.size() == 2 && is_version(parts[0])) {
+    return media_info(req, parts[1], call, delay_ms);
+  }
+  return graph_error(req, 100, "Unsupported request: " + std::string(req.method_string()) + " " +
+                                   path,
+                     400);
+}
+
+http::Response GraphEmulator::media_info(const http::Request& req, const std::string& id,
+                                         Call& call, int64_t& delay_ms) {
+  if (!call.authorized) {
+    return graph_error(req, 190, "Error validating access token", 401);
+  }
+  auto fault = take_fault("media", id);
+  if (fault) {
+    delay_ms = fault->latency_ms;
+    if (fault->error_code != 0) {
+      return graph_error(req, fault->error_code, "emulated fault", fault->http_status);
+    }
+    if (!fault->expired_url && !fault->wrong_checksum && fault->http_status >= 500) {
+      return graph_error(req, 2, "Service temporarily unavailable", fault->http_status);
+    }
+  }
+  std::lock_guard lock(mu_);
+  auto it = media_.find(id);
+  if (it == media_.end()) {
+    return graph_error(req, 100,
+                       "Unsupported get request. Object with ID '" + id +
+                           "' does not exist, cannot be loaded due to missing permissions, or "
+                           "does not support this operation",
+                       400);
+  }
+  const int64_t exp = fault && fault->expired_url ? wall_clock_ms() - 1000
+                                                  : wall_clock_ms() + options_.url_ttl_ms;
+  std::string sha = it->second.sha256_hex;
+  if (fault && fault->wrong_checksum) {
+    sha = crypto::sha256_hex("not the bytes" + id);
+  }
+  nlohmann::json body = {
+      {"messaging_product", "whatsapp"},
+      {"url", options_.public_base + "/media/" + id + "?exp=" + std::to_string(exp) +
+                  "&sig=" + url_signature(id, exp)},
+      {"mime_type", it->second.mime_type},
+      {"sha256", sha},
+      {"file_size", it->second.bytes.size()},
+      {"id", id}};
+  return http::make_json_response(req, 200, body.dump());
+}
+
+http::Response GraphEmulator::download(const http::Request& req, const std::string& id,
+                                       const std::string& query, Call& call, int64_t& delay_ms) {
+  if (!call.authorized) {
+    return graph_error(req, 190, "Error validating access token", 401);
+  }
+  const std::string exp_text = query_param(query, "exp");
+  int64_t exp = 0;
+  try {
+    exp = std::stoll(exp_text);
+  } catch (const std::exception&) {
+    return http::make_response(req, 404, "");
+  }
+  if (query_param(query, "sig") != url_signature(id, exp) || exp < wall_clock_ms()) {
+    return http::make_response(req, 404, "");  // Meta: an expired URL answers 404
+  }
+  auto fault = take_fault("download", id);
+  if (fault) {
+    delay_ms = fault->latency_ms;
+    if (fault->error_code != 0 || (fault->http_status >= 400 && !fault->oversize)) {
+      return http::make_response(req, fault->http_status, "emulated download fault");
+    }
+  }
+  std::lock_guard lock(mu_);
+  auto it = media_.find(id);
+  if (it == media_.end()) {
+    return http::make_response(req, 404, "");
+  }
+  std::string bytes = it->second.bytes;
+  if (fault && fault->oversize) {
+    bytes += generated_bytes(1 << 20, 99);
+  }
+  return http::make_response(req, 200, std::move(bytes), it->second.mime_type);
+}
+
+http::Response GraphEmulator::messages(const http::Request& req, const std::string& pnid,
+                                       Call& call, int64_t& delay_ms) {
+  if (!call.authorized) {
+    return graph_error(req, 190, "Error validating access token", 401);
+  }
+  const nlohmann::json& body = call.body;
+  if (!body.is_object()) {
+    return graph_error(req, 100, "Request body is not JSON (Content-Type application/json)", 400);
+  }
+  if (body.value("messaging_product", "") != "whatsapp") {
+    return graph_error(req, 100, "The parameter messaging_product is required.", 400);
+  }
+  const std::string to = body.value("to", "");
+  const std::string recipient = body.value("recipient", "");
+  auto fault = take_fault("messages", to.empty() ? recipient : to);
+  if (fault) {
+    delay_ms = fault->latency_ms;
+    if (fault->error_code != 0) {
+      return graph_error(req, fault->error_code, "emulated fault", fault->http_status);
+    }
+    if (fault->http_status >= 500) {
+      return http::make_json_response(
+          req, fault->http_status,
+          R"({"error":{"message":"An unexpected error has occurred. Please retry your request later.","type":"OAuthException","is_transient":true,"code":2}})");
+    }
+  }
+  if (body.value("status", "") == "read") {
+    if (!body.contains("message_id")) {
+      return graph_error(req, 131008, "Required parameter is missing: message_id", 400);
+    }
+    return http::make_json_response(req, 200, R"({"success":true})");
+  }
+  if (to.empty() && recipient.empty()) {
+    return graph_error(req, 131008, "Required parameter is missing: to", 400);
+  }
+  const std::string type = body.value("type", "text");
+  if (!body.contains(type)) {
+    return graph_error(req, 131008, "Required parameter is missing: " + type, 400);
+  }
+  nlohmann::json contact;
+  if (!to.empty()) {
+    std::string digits;
+    for (char c : to) {
+      if (c >= '0' && c <= '9') {
+        digits.push_back(c);
+      }
+    }
+    contact = {{"input", to}, {"wa_id", digits}};
+  } else {
+    contact = {{"input", recipient}, {"wa_id", ""}, {"user_id", recipient}};
+  }
+  const uint64_t n = next_message_.fetch_add(1);
+  const std::string wamid =
+      "wamid.EMU" + crypto::base64_encode(pnid + ":" + std::to_string(n));
+  nlohmann::json out = {{"messaging_product", "whatsapp"},
+                        {"contacts", nlohmann::json::array({contact})},
+                        {"messages", nlohmann::json::array({{{"id", wamid}}})}};
+  return http::make_json_response(req, 200, out.dump());
+}
+
+http::Response GraphEmulator::transcription(const http::Request& req, Call& call,
+                                            int64_t& delay_ms) {
+  auto fault = take_fault("transcriptions", "");
+  if (fault) {
+    delay_ms = fault->latency_ms;
+    if (fault->http_status >= 400 || fault->error_code != 0) {
+      return http::make_json_response(
+          req, fault->http_status >= 400 ? fault->http_status : 500,
+          R"({"error":{"message":"emulated transcription fault","type":"server_error"}})");
+    }
+  }
+  auto file = multipart_file(req);
+  if (!file) {
+    return http::make_json_response(
+        req, 400,
+        R"({"error":{"message":"multipart/form-data with a 'file' part is required","type":"invalid_request_error"}})");
+  }
+  const std::string sha = crypto::sha256_hex(*file);
+  std::string text;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, m] : media_) {
+      if (m.sha256_hex == sha) {
+        text = m.transcript;
+      }
+    }
+  }
+  if (text.empty()) {
+    text = "(emulated transcript of " + std::to_string(file->size()) + " bytes)";
+  }
+  call.body = {{"file_sha256", sha}, {"file_size", file->size()}};
+  return http::make_json_response(req, 200, nlohmann::json{{"text", text}}.dump());
+}
+
+http::Response GraphEmulator::admin(const http::Request& req, const std::string& what) {
+  auto bad = [&](const std::string& why) {
+    return http::make_json_response(req, 400, nlohmann::json{{"error", why}}.dump());
+  };
+  const auto method = req.method();
+  nlohmann::json body = nlohmann::json::parse(req.body(), nullptr, false);
+  if (what == "calls" && method == bhttp::verb::get) {
+    return http::make_json_response(req, 200, calls().dump());
+  }
+  if (what == "reset" && method == bhttp::verb::post) {
+    std::lock_guard lock(mu_);
+    media_.clear();
+    faults_.clear();
+    calls_.clear();
+    return http::make_json_response(req, 200, R"({"reset":true})");
+  }
+  if (what == "media" && method == bhttp::verb::post) {
+    if (!body.is_object() || !body.contains("id") || !body["id"].is_string()) {
+      return bad("media: need {\"id\", \"mime_type\", \"content_base64\" | \"size\"}");
+    }
+    Media m;
+    m.id = body["id"].get<std::string>();
+    m.mime_type = body.value("mime_type", "application/octet-stream");
+    m.transcript = body.value("transcript", "");
+    if (body.contains("content_base64")) {
+      auto decoded = crypto::base64_decode(body.value("content_base64", ""));
+      if (!decoded) {
+        return bad("media: content_base64 is not base64");
+      }
+      m.bytes = std::move(*decoded);
+    } else if (body.contains("size") && body["size"].is_number_unsigned()) {
+      m.bytes = generated_bytes(body["size"].get<size_t>(), body.value("seed", uint64_t{1}));
+    } else {
+      return bad("media: need content_base64 or a size");
+    }
+    return http::make_json_response(req, 200, add_media(std::move(m)).dump());
+  }
+  if (what == "faults") {
+    if (method == bhttp::verb::get) {
+      std::lock_guard lock(mu_);
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& f : faults_) {
+        out.push_back(f.to_json());
+      }
+      return http::make_json_response(req, 200, out.dump());
+    }
+    if (method == bhttp::verb::delete_) {
+      std::lock_guard lock(mu_);
+      faults_.clear();
+      return http::make_json_response(req, 200, R"({"cleared":true})");
+    }
+    if (method == bhttp::verb::post) {
+      std::string error;
+      auto f = Fault::from_json(body, error);
+      if (!f) {
+        return bad("fault: " + error);
+      }
+      add_fault(*f);
+      return http::make_json_response(req, 200, f->to_json().dump());
+    }
+  }
+  if (what == "webhook" && method == bhttp::verb::post) {
+    if (!body.is_object() || !body.contains("url") || !body.contains("body")) {
+      return bad("webhook: need {\"url\", \"app_secret\", \"body\"}");
+    }
+    const std::string payload =
+        body["body"].is_string() ? body["body"].get<std::string>() : body["body"].dump();
+    auto r = http::fetch(
+        "POST", body.value("url", ""),
+        {{"Content-Type", "application/json"},
+         {"X-Hub-Signature-256",
+          "sha256=" + crypto::hmac_sha256_hex(body.value("app_secret", ""), payload)}},
+        payload, std::chrono::seconds(10));
+    if (!r) {
+      return http::make_json_response(req, 502,
+                                      nlohmann::json{{"error", r.error().message}}.dump());
+    }
+    return http::make_json_response(req, 200,
+                                    nlohmann::json{{"status", r->status}, {"body", r->body}}.dump());
+  }
+  return bad("unknown admin call: " + std::string(req.method_string()) + " /_emulator/" + what);
+}
+
+}  // namespace wafleet::emulator

@@ -1,0 +1,104 @@
+#pragma once
+// A local stand-in for the parts of Meta's Cloud API wafleet uses, built from
+// ../shared/reference/whatsapp-contract.md (sections 3 and 4):
+//   GET  /{version}/{media-id}              media URL, mime_type, sha256 (hex), file_size
+//   GET  /media/{media-id}?exp=..&sig=..    the download URL: Bearer token required, expires
+//   POST /{version}/{phone-number-id}/messages   Meta's success and error shapes
+//   POST /v1/audio/transcriptions           OpenAI-compatible transcription (multipart)
+// and an admin API for tests and the demo, under /_emulator/:
+//   POST /_emulator/media    register media: {"id","mime_type", "content_base64" | "size"+"seed",
+//                            "transcript"?} -> {"id","sha256_hex","sha256_base64","file_size"}
+//   POST /_emulator/faults   add a fault rule (see Fault), GET lists them, DELETE clears them
+//   GET  /_emulator/calls    every call so far (method, path, status, authorized, body for JSON)
+//   POST /_emulator/reset    forget media, faults and calls
+//   POST /_emulator/webhook  sign a webhook body with an app secret and POST it to a receiver:
+//                            {"url","app_secret","body"} -> {"status","body"}
+// Thread-safe: the HTTP server calls handle() from its I/O threads.
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/http_server.h"
+
+namespace wafleet::emulator {
+
+struct Options {
+  std::string access_token = "emulator-token";
+  int64_t url_ttl_ms = 5 * 60 * 1000;  // Meta: media URLs expire after 5 minutes
+  std::string public_base;             // "http://127.0.0.1:PORT"; set once the port is known
+};
+
+// A fault rule: the next `times` calls (-1: every call) to `endpoint` (media | download |
+// messages | transcriptions), optionally only for one media id or recipient (`match`), get it.
+struct Fault {
+  std::string endpoint;
+  std::string match;
+  int times = 1;
+  int error_code = 0;       // Graph error code in Meta's error shape (HTTP status below)
+  int http_status = 400;    // for error_code, or a bare status (e.g. 500) when error_code is 0
+  int64_t latency_ms = 0;   // answer this much later (a client timeout shorter than it fails)
+  bool expired_url = false;   // media: hand out a URL that has already expired
+  bool wrong_checksum = false;  // media: report a sha256 that does not match the bytes
+  bool oversize = false;        // download: send 1 MiB more bytes than file_size says
+  nlohmann::json to_json() const;
+  static std::optional<Fault> from_json(const nlohmann::json& j, std::string& error);
+};
+
+struct Media {
+  std::string id;
+  std::string mime_type;
+  std::string bytes;
+  std::string sha256_hex;
+  std::string transcript;
+};
+
+class GraphEmulator {
+ public:
+  explicit GraphEmulator(Options options);
+  void set_public_base(const std::string& base);
+  // Registers media directly (tests in process); returns its description as Meta gives it.
+  nlohmann::json add_media(Media m);
+  void add_fault(Fault f);
+  nlohmann::json calls() const;
+
+  void handle(http::Request&& req, http::Responder respond);
+
+ private:
+  struct Call {
+    std::string method;
+    std::string path;
+    unsigned status = 0;
+    bool authorized = false;
+    nlohmann::json body;  // request body when it is JSON
+    int64_t at_ms = 0;
+  };
+  http::Response route(const http::Request& req, Call& call, int64_t& delay_ms);
+  std::optional<Fault> take_fault(const std::string& endpoint, const std::string& match);
+  http::Response graph_error(const http::Request& req, int code, const std::string& message,
+                             unsigned status) const;
+  http::Response media_info(const http::Request& req, const std::string& id, Call& call,
+                            int64_t& delay_ms);
+  http::Response download(const http::Request& req, const std::string& id,
+                          const std::string& query, Call& call, int64_t& delay_ms);
+  http::Response messages(const http::Request& req, const std::string& pnid, Call& call,
+                          int64_t& delay_ms);
+  http::Response transcription(const http::Request& req, Call& call, int64_t& delay_ms);
+  http::Response admin(const http::Request& req, const std::string& what);
+  std::string url_signature(const std::string& id, int64_t exp) const;
+  bool authorized(const http::Request& req) const;
+
+  Options options_;
+  mutable std::mutex mu_;
+  std::map<std::string, Media> media_;
+  std::vector<Fault> faults_;
+  std::vector<Call> calls_;
+  std::atomic<uint64_t> next_message_{1};
+};
+
+}  // namespace wafleet::emulator
