@@ -51,10 +51,7 @@ Status produce_dead_letter(Producer& producer, const LoopOptions& options_, cons
       h.emplace_back("dlq.original.header." + k, v);
     }
   }
-  std::promise<Status> acked;
-  producer.produce(options_.dlq_topic, r.key, r.value, h,
-                   [&acked](const Status& s, int32_t, int64_t) { acked.set_value(s); });
-  Status s = acked.get_future().get();
+  Status s = produce_and_wait(producer, options_.dlq_topic, r.key, r.value, h);
   if (s) {
     log::warn("record.dead_lettered", {{"topic", r.topic},
                                        {"partition", r.partition},
@@ -66,7 +63,15 @@ Status produce_dead_letter(Producer& producer, const LoopOptions& options_, cons
   return s;
 }
 
-Status ConsumerLoop::run(const RecordHandler& handler) {
+Status produce_and_wait(Producer& producer, const std::string& topic, const std::string& key,
+                        const std::string& value, const Headers& headers) {
+  std::promise<Status> acked;
+  producer.produce(topic, key, value, headers,
+                   [&acked](const Status& s, int32_t, int64_t) { acked.set_value(s); });
+  return acked.get_future().get();
+}
+
+Status ConsumerLoop::run(const RecordHandler& handler, const GiveUpHandler& on_give_up) {
   while (!stop_.load()) {
     auto polled = consumer_.poll(options_.poll_timeout);
     if (!polled) {
@@ -102,6 +107,13 @@ Status ConsumerLoop::run(const RecordHandler& handler) {
       }
       if (stop_.load() && e.kind == ErrorKind::kTransient) {
         return {};  // shutting down: leave the offset, the next owner retries
+      }
+      if (on_give_up) {
+        if (Status g = on_give_up(r, e, attempts); !g) {
+          log::error("consumer.give_up_failed", {{"reason", g.error().message}});
+          return Unexpected(Error::fatal("cannot publish the failure outcome: " +
+                                         g.error().message));
+        }
       }
       if (Status d = dead_letter(r, e, attempts, first_failure, "handle"); !d) {
         log::error("dlq.produce_failed", {{"reason", d.error().message}});

@@ -31,6 +31,14 @@ struct LoopOptions {
 };
 
 using RecordHandler = std::function<Status(const Record&)>;
+// Called once when the loop gives up on a record (permanent error, or transient errors past
+// max_attempts), before its dead letter: a worker publishes its own failure outcome here
+// (e.g. the media worker's `failed` record). An error from it is fatal: nothing is stored.
+using GiveUpHandler = std::function<Status(const Record&, const Error&, int attempts)>;
+
+// Produces one record and waits for its acknowledgement.
+Status produce_and_wait(Producer& producer, const std::string& topic, const std::string& key,
+                        const std::string& value, const Headers& headers = {});
 
 // Writes r to the DLQ (original key and value, context in headers) and waits for the ack.
 Status produce_dead_letter(Producer& producer, const LoopOptions& options, const Record& r,
@@ -47,7 +55,7 @@ class ConsumerLoop {
  public:
   ConsumerLoop(Consumer& consumer, Producer& producer, LoopOptions options);
   // Runs until stop() or a fatal error; returns the fatal error, if any.
-  Status run(const RecordHandler& handler);
+  Status run(const RecordHandler& handler, const GiveUpHandler& on_give_up = nullptr);
   void stop() { stop_ = true; }
   const LoopStats& stats() const { return stats_; }
 

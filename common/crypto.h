@@ -19,6 +19,25 @@ bool verify_hub_signature(std::string_view header_value, const std::vector<std::
                           std::string_view body);
 
 std::string sha256_hex(std::string_view data);
+// Raw 32-byte digest.
+std::string sha256_raw(std::string_view data);
+// Lowercase hex <-> bytes; nullopt on odd length or a non-hex character.
+std::string hex_encode(std::string_view bytes);
+std::optional<std::string> hex_decode(std::string_view hex);
+
+// SHA-256 fed in pieces (streamed downloads).
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(std::string_view data);
+  std::string final_raw();  // once
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
 std::string sha1_hex(std::string_view data);
 std::optional<std::string> base64_decode(std::string_view in);
 std::string base64_encode(std::string_view in);

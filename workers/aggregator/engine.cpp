@@ -52,6 +52,11 @@ Engine::Engine(EngineOptions options, kafka::Producer& producer, redis::RedisCli
                         .Help("records sent to the DLQ")
                         .Register(registry)
                         .Add({});
+  media_records_ = &prometheus::BuildCounter()
+                        .Name("wafleet_aggregator_media_records_total")
+                        .Help("wa.media records joined into windows")
+                        .Register(registry)
+                        .Add({});
   close_latency_ = &prometheus::BuildHistogram()
                         .Name("wafleet_aggregator_close_lag_seconds")
                         .Help("from a window's due time to its turn being acknowledged")
@@ -69,7 +74,7 @@ void Engine::on_assigned(const std::vector<kafka::TopicPartition>& partitions) {
     if (tp.topic != options_.inbound_topic) {
       continue;
     }
-    PartitionState st{WindowSet(options_.windows), -1, -1, 0, false, kUnknown, {}};
+    PartitionState st{WindowSet(options_.windows), -1, -1, 0, false, kUnknown, -1, false, {}};
     auto it = partitions_.insert_or_assign(tp.partition, std::move(st)).first;
     if (auto s = load(tp.partition, it->second); !s) {
       // Retried before the partition's first record is handled.
@@ -164,7 +169,40 @@ Status Engine::handle_batch(std::vector<kafka::Record>& records) {
   return {};
 }
 
+Status Engine::handle_media(const kafka::Record& r) {
+  auto it = partitions_.find(r.partition);
+  if (it == partitions_.end()) {
+    return {};  // wa.media P without wa.inbound P: the assignor keeps them together
+  }
+  PartitionState& st = it->second;
+  auto doc = json::parse(r.value);
+  const std::string message_id = doc.is_object() ? json::str(doc, "message_id") : "";
+  const std::string status = doc.is_object() ? json::str(doc, "status") : "";
+  if (message_id.empty() || (status != "stored" && status != "failed")) {
+    kafka::LoopOptions lo;
+    lo.worker = "aggregator";
+    lo.group_id = options_.group_id;
+    if (Status s = kafka::produce_dead_letter(
+            producer_, lo, r, Error::invalid("not a wa.media record (message_id, status)"), 1,
+            now_ms_(), "decode");
+        !s) {
+      return Unexpected(Error::fatal("cannot write the DLQ: " + s.error().message));
+    }
+    dead_lettered_->Increment();
+  } else {
+    media_records_->Increment();
+    st.windows.media_result(r.key, message_id, status == "stored", std::move(doc), r.offset);
+  }
+  st.media_next_offset = r.offset + 1;
+  st.media_dirty = true;
+  st.last_record_wall_ms = now_ms_();
+  return {};
+}
+
 Status Engine::handle(const kafka::Record& r) {
+  if (r.topic == options_.media_topic) {
+    return handle_media(r);
+  }
   auto it = partitions_.find(r.partition);
   if (r.topic != options_.inbound_topic || it == partitions_.end()) {
     return {};
@@ -427,6 +465,28 @@ Status Engine::flush(kafka::Consumer& consumer) {
     }
     if (auto s = consumer.store_offset(options_.inbound_topic, partition, allowed); s) {
       st.dirty = false;
+    }
+  }
+  // wa.media: never past a record an open window (or a message still to come) holds.
+  for (auto& [partition, st] : partitions_) {
+    if (!st.media_dirty || st.media_next_offset < 0) {
+      continue;
+    }
+    int64_t allowed = st.media_next_offset;
+    if (auto oldest = st.windows.oldest_media_offset()) {
+      allowed = std::min(allowed, *oldest);
+    }
+    for (const auto& c : closed_) {
+      if (c.partition == partition) {
+        for (const auto& b : c.window.messages) {
+          if (b.media_offset >= 0) {
+            allowed = std::min(allowed, b.media_offset);
+          }
+        }
+      }
+    }
+    if (auto s = consumer.store_offset(options_.media_topic, partition, allowed); s) {
+      st.media_dirty = false;
     }
   }
   if (!closed_.empty()) {

@@ -43,6 +43,7 @@ struct EngineOptions {
   Config windows;
   std::string inbound_topic = "wa.inbound";
   std::string turns_topic = "wa.turns";
+  std::string media_topic = "wa.media";  // joined when windows.join_media
   std::string group_id = "wafleet-aggregator";
   int64_t timer_grace_ms = 30;  // closes by the clock wait this long past the due time
   // ...and only after the partition has delivered nothing for this long: a fetch answers at
@@ -83,6 +84,8 @@ class Engine : public kafka::RebalanceListener {
     bool dirty = false;        // offsets to store
     // Replay guard: records at or below emitted_through may already be in an emitted turn.
     int64_t emitted_through = -1;
+    int64_t media_next_offset = -1;  // after the last consumed wa.media record
+    bool media_dirty = false;
     std::unordered_map<std::string, int64_t> conv_emitted;  // key -> last emitted offset
   };
   struct Closed {
@@ -90,6 +93,7 @@ class Engine : public kafka::RebalanceListener {
     Window window;
   };
   void close(int32_t partition, std::vector<Window> windows);
+  Status handle_media(const kafka::Record& r);
   // Claims the partition's epoch and reads its emitted_through, once per assignment.
   Status load(int32_t partition, PartitionState& st);
   std::string key_prefix(int32_t partition) const;
@@ -105,6 +109,7 @@ class Engine : public kafka::RebalanceListener {
   prometheus::Counter* replay_skipped_;
   prometheus::Counter* messages_;
   prometheus::Counter* dead_lettered_;
+  prometheus::Counter* media_records_;
   prometheus::Histogram* close_latency_;
 };
 

@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
       {"tumbling-ms", "20000", "tumbling: close at first message + this"},
       {"keep-reactions", "true", "reactions become turn items (ids are always kept)"},
       {"keep-stickers", "true", "stickers become turn items (ids are always kept)"},
-      {"join-media", "false", "hold media messages for their wa.media record"},
+      {"join-media", "true", "hold media messages for their wa.media record (run wafleet-media)"},
       {"media-wait-ms", "30000", "longest a window waits for media, from its first message"},
       {"timer-grace-ms", "30", "an idle conversation's window closes this long after its due time"},
       {"admin-port-file", "", "write the bound admin port here"},
@@ -105,6 +105,9 @@ int main(int argc, char** argv) {
   kafka::ConsumerOptions co;
   co.group_id = eo.group_id;
   co.topics = {topics::kInbound};
+  if (eo.windows.join_media) {
+    co.topics.push_back(topics::kMedia);  // co-partitioned: P of both comes to one instance
+  }
   co.listener = &engine;
   co.fetch_wait_max_ms = 20;  // fresh watermarks: idle conversations close on time
   auto consumer = kafka::Consumer::create(kc, co);

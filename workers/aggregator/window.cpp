@@ -104,6 +104,14 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
   b.offset = offset;
   b.media = config_.join_media && is_media_type(event.type) ? MediaState::kPending
                                                             : MediaState::kNone;
+  if (b.media == MediaState::kPending) {
+    if (auto e = early_media_.find(event.message_id); e != early_media_.end()) {
+      b.media = e->second.stored ? MediaState::kStored : MediaState::kFailed;
+      b.media_record = std::move(e->second.record);
+      b.media_offset = e->second.media_offset;  // stays held, now by the window
+      early_media_.erase(e);
+    }
+  }
   b.event = std::move(event);
   w.messages.push_back(std::move(b));
   if (config_.mode == Config::Mode::kDebounce && w.messages.size() >= config_.max_messages &&
@@ -116,18 +124,49 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
 }
 
 void WindowSet::media_result(const std::string& conversation_key, const std::string& message_id,
-                             bool stored, nlohmann::json record) {
+                             bool stored, nlohmann::json record, int64_t media_offset) {
   auto it = windows_.find(conversation_key);
-  if (it == windows_.end()) {
-    return;
-  }
-  for (auto& b : it->second.messages) {
-    if (b.event.message_id == message_id) {
+  if (it != windows_.end()) {
+    for (auto& b : it->second.messages) {
+      if (b.event.message_id != message_id) {
+        continue;
+      }
+      if (b.media == MediaState::kStored) {
+        return;  // a redelivered record: the first stored one stands
+      }
+      if (b.media_offset >= 0) {
+        media_offsets_.erase(media_offsets_.find(b.media_offset));
+      }
       b.media = stored ? MediaState::kStored : MediaState::kFailed;
       b.media_record = std::move(record);
+      b.media_offset = media_offset;
+      if (media_offset >= 0) {
+        media_offsets_.insert(media_offset);
+      }
+      index(conversation_key, it->second);
+      return;
     }
   }
-  index(conversation_key, it->second);
+  auto [e, fresh] = early_media_.try_emplace(message_id);
+  if (!fresh) {
+    if (e->second.stored) {
+      return;
+    }
+    if (e->second.media_offset >= 0) {
+      media_offsets_.erase(media_offsets_.find(e->second.media_offset));
+    }
+  }
+  e->second = Early{stored, std::move(record), media_offset, event_time_};
+  if (media_offset >= 0) {
+    media_offsets_.insert(media_offset);
+  }
+}
+
+std::optional<int64_t> WindowSet::oldest_media_offset() const {
+  if (media_offsets_.empty()) {
+    return std::nullopt;
+  }
+  return *media_offsets_.begin();
 }
 
 std::vector<Window> WindowSet::close_due(int64_t now_ms) {
@@ -142,6 +181,17 @@ std::vector<Window> WindowSet::close_due(int64_t now_ms) {
 
 std::vector<Window> WindowSet::advance_event_time(int64_t event_ms, int64_t lateness_ms) {
   event_time_ = std::max(event_time_, event_ms);
+  // Records kept for messages that never came (their window closed before the record did).
+  for (auto e = early_media_.begin(); e != early_media_.end();) {
+    if (event_time_ - e->second.kept_at > 2 * config_.media_wait_ms) {
+      if (e->second.media_offset >= 0) {
+        media_offsets_.erase(media_offsets_.find(e->second.media_offset));
+      }
+      e = early_media_.erase(e);
+    } else {
+      ++e;
+    }
+  }
   return close_due(event_time_ - lateness_ms);
 }
 
@@ -161,6 +211,11 @@ std::optional<int64_t> WindowSet::oldest_open_offset() const {
 
 Window WindowSet::take(std::unordered_map<std::string, Window>::iterator it) {
   Window w = std::move(it->second);
+  for (const auto& b : w.messages) {
+    if (b.media_offset >= 0) {
+      media_offsets_.erase(media_offsets_.find(b.media_offset));
+    }
+  }
   unindex(it->first);
   first_offsets_.erase(w.first_offset);
   windows_.erase(it);

@@ -41,6 +41,7 @@ struct Buffered {
   WebhookEvent event;
   MediaState media = MediaState::kNone;
   nlohmann::json media_record;  // the wa.media record (stored or failed), when there is one
+  int64_t media_offset = -1;    // its offset on wa.media
 };
 
 struct Window {
@@ -70,10 +71,15 @@ class WindowSet {
   // timing but do not become items.
   std::vector<Window> add(WebhookEvent event, int64_t offset);
 
-  // A wa.media record for a buffered message (stored or failed). Unknown ids are ignored
-  // (the window was closed by the media wait already).
+  // A wa.media record (stored or failed) at `media_offset` of the co-partitioned wa.media.
+  // For a message not buffered yet (the media worker was faster than this consumer) it is
+  // kept until the message arrives, or forgotten after 2 x media_wait of event time (the
+  // window closed already).
   void media_result(const std::string& conversation_key, const std::string& message_id,
-                    bool stored, nlohmann::json record);
+                    bool stored, nlohmann::json record, int64_t media_offset = -1);
+  // Lowest wa.media offset still needed by an open window or a kept record: the wa.media
+  // commit position must not pass it, so a restart re-reads it.
+  std::optional<int64_t> oldest_media_offset() const;
 
   // Closes every window due at now_ms, oldest due first.
   std::vector<Window> close_due(int64_t now_ms);
@@ -105,6 +111,14 @@ class WindowSet {
   std::unordered_map<std::string, std::pair<int64_t, uint64_t>> indexed_due_;  // key -> entry
   uint64_t next_seq_ = 0;
   std::set<int64_t> first_offsets_;  // of the open windows (offsets are unique), oldest first
+  struct Early {
+    bool stored = false;
+    nlohmann::json record;
+    int64_t media_offset = -1;
+    int64_t kept_at = 0;  // event time when it came
+  };
+  std::unordered_map<std::string, Early> early_media_;  // by message id
+  std::multiset<int64_t> media_offsets_;  // held by open windows and early_media_
   int64_t event_time_ = 0;                               // latest event time seen
 };
 

@@ -147,12 +147,8 @@ void GraphEmulator::set_public_base(const std::string& base) {
 }
 
 nlohmann::json GraphEmulator::add_media(Media m) {
-  m.sha256_hex = crypto::sha256_hex(m.bytes);
-  const auto raw = crypto::sha256_hex(m.bytes);
-  std::string digest;
-  for (size_t i = 0; i + 1 < raw.size(); i += 2) {
-    digest.push_back(static_cast<char>(std::stoi(raw.substr(i, 2), nullptr, 16)));
-  }
+  const std::string digest = crypto::sha256_raw(m.bytes);
+  m.sha256_hex = crypto::hex_encode(digest);
   nlohmann::json out = {{"id", m.id},
                         {"mime_type", m.mime_type},
                         {"sha256_hex", m.sha256_hex},

@@ -1,0 +1,424 @@
+#include "workers/media/media.h"
+
+#include <curl/curl.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <mutex>
+#include <set>
+
+#include "common/crypto.h"
+#include "common/json_util.h"
+
+namespace wafleet::media {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CurlDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* s) const { curl_slist_free_all(s); }
+};
+struct MimeDeleter {
+  void operator()(curl_mime* m) const { curl_mime_free(m); }
+};
+using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
+using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
+
+CurlPtr new_handle(const Options& o) {
+  static std::once_flag init;
+  std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  CurlPtr c(curl_easy_init());
+  if (c) {
+    curl_easy_setopt(c.get(), CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c.get(), CURLOPT_USERAGENT, o.user_agent.c_str());
+    curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o.connect_timeout.count()));
+    curl_easy_setopt(c.get(), CURLOPT_TIMEOUT_MS, static_cast<long>(o.request_timeout.count()));
+    curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c.get(), CURLOPT_MAXREDIRS, 3L);
+  }
+  return c;
+}
+
+size_t append_body(char* ptr, size_t size, size_t nmemb, void* userdata) {
+  static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
+  return size * nmemb;
+}
+
+struct Sink {
+  std::FILE* file = nullptr;
+  crypto::Sha256 sha;
+  int64_t written = 0;
+  int64_t limit = 0;
+  bool too_large = false;
+  long status = 0;
+  CURL* curl = nullptr;
+};
+
+size_t write_file(char* ptr, size_t size, size_t nmemb, void* userdata) {
+  auto* s = static_cast<Sink*>(userdata);
+  const size_t n = size * nmemb;
+  if (s->status == 0) {
+    curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &s->status);
+  }
+  if (s->status != 200) {
+    return n;  // an error body: not stored, not hashed
+  }
+  if (s->written + static_cast<int64_t>(n) > s->limit) {
+    s->too_large = true;
+    return 0;  // aborts the transfer (CURLE_WRITE_ERROR)
+  }
+  if (std::fwrite(ptr, 1, n, s->file) != n) {
+    return 0;
+  }
+  s->sha.update(std::string_view(ptr, n));
+  s->written += static_cast<int64_t>(n);
+  return n;
+}
+
+// Graph error codes worth retrying (contract section 5.2, classes T).
+bool transient_code(int code) {
+  static const std::set<int> codes = {1, 2, 4, 80007, 130429, 131000, 131016, 131057, 133004};
+  return codes.contains(code);
+}
+
+Error graph_failure(long status, const std::string& body, const std::string& what) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  int code = 0;
+  std::string message;
+  if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+    code = j["error"].value("code", 0);
+    message = j["error"].value("message", "");
+  }
+  const std::string text = what + ": HTTP " + std::to_string(status) +
+                           (code != 0 ? " Graph error " + std::to_string(code) : "") +
+                           (message.empty() ? "" : " (" + message + ")");
+  if (status >= 500 || status == 429 || transient_code(code)) {
+    return Error::transient(text);
+  }
+  return Error::permanent(text);
+}
+
+}  // namespace
+
+bool is_media(const std::string& type) {
+  return type == "image" || type == "audio" || type == "video" || type == "document" ||
+         type == "sticker";
+}
+
+bool digest_matches(const std::string& raw_digest, const std::string& published) {
+  if (published.empty()) {
+    return true;
+  }
+  if (published.size() == 64) {
+    if (auto hex = crypto::hex_decode(published); hex && *hex == raw_digest) {
+      return true;
+    }
+  }
+  auto b64 = crypto::base64_decode(published);
+  return b64 && *b64 == raw_digest;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+LocalStorage::LocalStorage(std::string root) : root_(fs::absolute(root).string()) {
+  std::error_code ec;
+  fs::create_directories(fs::path(root_) / ".tmp", ec);
+}
+
+std::string LocalStorage::path_for(const std::string& sha256_hex) const {
+  return (fs::path(root_) / "sha256" / sha256_hex.substr(0, 2) / sha256_hex).string();
+}
+
+std::string LocalStorage::temp_dir() const { return (fs::path(root_) / ".tmp").string(); }
+
+Result<std::optional<std::string>> LocalStorage::find(const std::string& sha256_hex) {
+  std::error_code ec;
+  const std::string p = path_for(sha256_hex);
+  if (fs::exists(p, ec)) {
+    return std::optional<std::string>("file://" + p);
+  }
+  if (ec) {
+    return Unexpected(Error::transient("storage: " + ec.message()));
+  }
+  return std::optional<std::string>();
+}
+
+Result<std::string> LocalStorage::put(const std::string& temp_file, const std::string& sha256_hex,
+                                      const std::string& /*mime_type*/) {
+  const fs::path dest = path_for(sha256_hex);
+  std::error_code ec;
+  fs::create_directories(dest.parent_path(), ec);
+  if (ec) {
+    return Unexpected(Error::transient("storage: cannot create " + dest.parent_path().string() +
+                                       ": " + ec.message()));
+  }
+  // rename() is atomic: a reader sees the whole file or none; a second copy replaces the same
+  // bytes.
+  fs::rename(temp_file, dest, ec);
+  if (ec) {
+    return Unexpected(Error::transient("storage: cannot move into " + dest.string() + ": " +
+                                       ec.message()));
+  }
+  return "file://" + dest.string();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Fetcher::Fetcher(Options options, Storage& storage)
+    : options_(std::move(options)), storage_(storage) {}
+
+Result<Fetcher::Info> Fetcher::resolve(const std::string& media_id) {
+  auto c = new_handle(options_);
+  if (!c) {
+    return Unexpected(Error::transient("curl_easy_init failed"));
+  }
+  const std::string url = options_.graph_base + "/" + options_.graph_version + "/" + media_id;
+  SlistPtr headers(curl_slist_append(nullptr, ("Authorization: Bearer " + options_.access_token).c_str()));
+  std::string body;
+  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &body);
+  const CURLcode rc = curl_easy_perform(c.get());
+  if (rc != CURLE_OK) {
+    return Unexpected(Error::transient("media lookup " + media_id + ": " + curl_easy_strerror(rc)));
+  }
+  long status = 0;
+  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &status);
+  if (status != 200) {
+    return Unexpected(graph_failure(status, body, "media lookup " + media_id));
+  }
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (!j.is_object() || !j.contains("url") || !j["url"].is_string()) {
+    return Unexpected(Error::transient("media lookup " + media_id + ": no url in the answer"));
+  }
+  Info info;
+  info.url = j["url"].get<std::string>();
+  info.mime_type = j.value("mime_type", "");
+  info.sha256 = j.value("sha256", "");
+  // file_size: an integer in real answers, a string in Meta's documented syntax.
+  if (j.contains("file_size")) {
+    if (j["file_size"].is_number_integer()) {
+      info.file_size = j["file_size"].get<int64_t>();
+    } else if (j["file_size"].is_string()) {
+      try {
+        info.file_size = std::stoll(j["file_size"].get<std::string>());
+      } catch (const std::exception&) {
+        info.file_size = -1;
+      }
+    }
+  }
+  return info;
+}
+
+Result<std::string> Fetcher::download(const std::string& url, const std::string& temp,
+                                      int64_t limit, long& status, int64_t& size) {
+  auto c = new_handle(options_);
+  if (!c) {
+    return Unexpected(Error::transient("curl_easy_init failed"));
+  }
+  Sink sink;
+  sink.file = std::fopen(temp.c_str(), "wb");
+  if (!sink.file) {
+    return Unexpected(Error::transient("cannot write " + temp));
+  }
+  sink.limit = limit;
+  sink.curl = c.get();
+  SlistPtr headers(curl_slist_append(nullptr, ("Authorization: Bearer " + options_.access_token).c_str()));
+  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, write_file);
+  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
+  const CURLcode rc = curl_easy_perform(c.get());
+  const bool closed = std::fclose(sink.file) == 0;
+  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &status);
+  size = sink.written;
+  if (sink.too_large) {
+    return Unexpected(Error::permanent("download larger than the limit of " +
+                                       std::to_string(limit) + " bytes"));
+  }
+  if (rc != CURLE_OK) {
+    return Unexpected(Error::transient(std::string("download: ") + curl_easy_strerror(rc)));
+  }
+  if (!closed) {
+    return Unexpected(Error::transient("cannot finish writing " + temp));
+  }
+  return sink.sha.final_raw();
+}
+
+Result<Stored> Fetcher::fetch(const std::string& type, const std::string& media_id,
+                              const std::string& webhook_sha256) {
+  if (!is_media(type)) {
+    return Unexpected(Error::invalid("type '" + type + "' carries no media"));
+  }
+  const auto lim = options_.max_bytes.find(type);
+  const int64_t limit = lim == options_.max_bytes.end() ? (100LL << 20) : lim->second;
+  // The same bytes stored already (the webhook's sha256 names them): nothing to download.
+  if (!webhook_sha256.empty()) {
+    std::optional<std::string> raw;
+    if (webhook_sha256.size() == 64) {
+      raw = crypto::hex_decode(webhook_sha256);
+    }
+    if (!raw) {
+      raw = crypto::base64_decode(webhook_sha256);
+    }
+    if (raw && raw->size() == 32) {
+      const std::string hex = crypto::hex_encode(*raw);
+      auto found = storage_.find(hex);
+      if (!found) {
+        return Unexpected(found.error());
+      }
+      if (*found) {
+        std::error_code ec;
+        const auto path = found->value().substr(std::string("file://").size());
+        const auto size = fs::file_size(path, ec);
+        return Stored{**found, hex, ec ? -1 : static_cast<int64_t>(size), "", true, 0};
+      }
+    }
+  }
+  Stored out;
+  for (int lookup = 1; lookup <= 2; ++lookup) {
+    auto info = resolve(media_id);
+    out.url_fetches = lookup;
+    if (!info) {
+      return Unexpected(info.error());
+    }
+    if (info->file_size > limit) {
+      return Unexpected(Error::permanent(type + " of " + std::to_string(info->file_size) +
+                                         " bytes is over the limit of " + std::to_string(limit)));
+    }
+    const std::string temp = storage_.temp_dir() + "/" + crypto::random_hex(8) + ".part";
+    long status = 0;
+    int64_t size = 0;
+    auto digest = download(info->url, temp, limit, status, size);
+    if (!digest || status != 200) {
+      std::error_code ec;
+      fs::remove(temp, ec);
+      if (digest && (status == 401 || status == 404) && lookup == 1) {
+        continue;  // the URL expired (Meta: 5 minutes): look the media id up again, once
+      }
+      if (!digest) {
+        return Unexpected(digest.error());
+      }
+      return Unexpected(status >= 500 || status == 429
+                            ? Error::transient("download: HTTP " + std::to_string(status))
+                            : Error::permanent("download: HTTP " + std::to_string(status) +
+                                               (lookup == 2 ? " after a fresh URL" : "")));
+    }
+    if (info->file_size >= 0 && size != info->file_size) {
+      std::error_code ec;
+      fs::remove(temp, ec);
+      return Unexpected(Error::transient("download: got " + std::to_string(size) +
+                                         " bytes, file_size says " +
+                                         std::to_string(info->file_size)));
+    }
+    if (!digest_matches(*digest, info->sha256) || !digest_matches(*digest, webhook_sha256)) {
+      std::error_code ec;
+      fs::remove(temp, ec);
+      return Unexpected(Error::transient("sha256 mismatch: the bytes do not match the published "
+                                         "digest"));
+    }
+    out.sha256_hex = crypto::hex_encode(*digest);
+    out.size = size;
+    out.mime_type = info->mime_type;
+    auto uri = storage_.put(temp, out.sha256_hex, info->mime_type);
+    if (!uri) {
+      std::error_code ec;
+      fs::remove(temp, ec);
+      return Unexpected(uri.error());
+    }
+    out.uri = *uri;
+    return out;
+  }
+  return Unexpected(Error::permanent("media URL expired twice"));
+}
+
+Result<std::string> Fetcher::transcribe(const std::string& file, const std::string& mime_type) {
+  auto c = new_handle(options_);
+  if (!c) {
+    return Unexpected(Error::transient("curl_easy_init failed"));
+  }
+  std::unique_ptr<curl_mime, MimeDeleter> form(curl_mime_init(c.get()));
+  curl_mimepart* part = curl_mime_addpart(form.get());
+  curl_mime_name(part, "file");
+  curl_mime_filedata(part, file.c_str());
+  curl_mime_filename(part, "audio");
+  if (!mime_type.empty()) {
+    curl_mime_type(part, mime_type.c_str());
+  }
+  part = curl_mime_addpart(form.get());
+  curl_mime_name(part, "model");
+  curl_mime_data(part, options_.transcribe_model.c_str(), CURL_ZERO_TERMINATED);
+  SlistPtr headers;
+  if (!options_.transcribe_key.empty()) {
+    headers.reset(curl_slist_append(nullptr, ("Authorization: Bearer " + options_.transcribe_key).c_str()));
+  }
+  std::string body;
+  curl_easy_setopt(c.get(), CURLOPT_URL, options_.transcribe_url.c_str());
+  curl_easy_setopt(c.get(), CURLOPT_MIMEPOST, form.get());
+  curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &body);
+  const CURLcode rc = curl_easy_perform(c.get());
+  if (rc != CURLE_OK) {
+    return Unexpected(Error::transient(std::string("transcription: ") + curl_easy_strerror(rc)));
+  }
+  long status = 0;
+  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &status);
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (status != 200 || !j.is_object() || !j.contains("text") || !j["text"].is_string()) {
+    return Unexpected(Error::transient("transcription: HTTP " + std::to_string(status)));
+  }
+  return j["text"].get<std::string>();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+nlohmann::json base_record(const WebhookEvent& e, const std::string& media_id, int attempts,
+                           int64_t now_ms) {
+  return {{"message_id", e.message_id},
+          {"event_id", e.event_id},
+          {"conversation_key", e.conversation_key},
+          {"phone_number_id", e.phone_number_id},
+          {"type", e.type},
+          {"media_id", media_id},
+          {"attempts", attempts},
+          {"at_ms", now_ms}};
+}
+}  // namespace
+
+nlohmann::json stored_record(const WebhookEvent& e, const std::string& media_id,
+                             const Stored& s, const std::optional<std::string>& transcript,
+                             const std::string& transcript_error, int attempts, int64_t now_ms) {
+  auto j = base_record(e, media_id, attempts, now_ms);
+  j["status"] = "stored";
+  j["storage_uri"] = s.uri;
+  j["sha256"] = s.sha256_hex;
+  j["size"] = s.size;
+  j["mime_type"] = s.mime_type.empty() ? json::str(e.raw.value(e.type, nlohmann::json::object()),
+                                                   "mime_type")
+                                       : s.mime_type;
+  j["deduplicated"] = s.deduplicated;
+  if (transcript) {
+    j["transcript"] = *transcript;
+  }
+  if (!transcript_error.empty()) {
+    j["transcript_error"] = transcript_error;
+  }
+  return j;
+}
+
+nlohmann::json failed_record(const WebhookEvent& e, const std::string& media_id, const Error& why,
+                             int attempts, int64_t now_ms) {
+  auto j = base_record(e, media_id, attempts, now_ms);
+  j["status"] = "failed";
+  j["reason"] = why.message;
+  j["error_class"] = to_string(why.kind);
+  return j;
+}
+
+}  // namespace wafleet::media

@@ -1,0 +1,118 @@
+#pragma once
+// The media worker's logic: for one inbound media message, resolve Meta's media URL, download
+// it (Bearer token, streamed to disk, size-limited, SHA-256 verified), store it content-addressed
+// and optionally transcribe audio. Kafka stays outside (main.cpp runs the consumer loop).
+//
+//   fetch(): GET /{version}/{media-id} -> url, sha256, file_size; GET url with the token. An
+//   expired URL (401/404) is resolved again once. Errors are classified: transient (5xx,
+//   timeouts, throttling codes, checksum mismatch) or permanent (unknown media id, bad token,
+//   too large, unsupported type).
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "topics/webhook_event.h"
+
+namespace wafleet::media {
+
+// Where stored media live. Keys are content addresses (SHA-256 hex), so the same bytes are
+// stored once however often they are sent.
+class Storage {
+ public:
+  virtual ~Storage() = default;
+  // URI of the object if it is stored already.
+  virtual Result<std::optional<std::string>> find(const std::string& sha256_hex) = 0;
+  // Moves/uploads the finished temp file; returns the object's URI.
+  virtual Result<std::string> put(const std::string& temp_file, const std::string& sha256_hex,
+                                  const std::string& mime_type) = 0;
+  // A directory for downloads in progress (same filesystem as the store, for local storage).
+  virtual std::string temp_dir() const = 0;
+};
+
+// <root>/sha256/<first two hex>/<hex>; URI file://<absolute path>.
+class LocalStorage : public Storage {
+ public:
+  explicit LocalStorage(std::string root);
+  Result<std::optional<std::string>> find(const std::string& sha256_hex) override;
+  Result<std::string> put(const std::string& temp_file, const std::string& sha256_hex,
+                          const std::string& mime_type) override;
+  std::string temp_dir() const override;
+
+ private:
+  std::string path_for(const std::string& sha256_hex) const;
+  std::string root_;
+};
+
+struct Options {
+  std::string graph_base = "https://graph.facebook.com";
+  std::string graph_version = "v22.0";
+  std::string access_token;
+  std::string user_agent = "wafleet-media/0.1 (+https://github.com/wafleet)";
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds request_timeout{120000};
+  // Per type, bytes (Meta's limits: contract section 3).
+  std::map<std::string, int64_t> max_bytes = {{"image", 5LL << 20},
+                                              {"audio", 16LL << 20},
+                                              {"video", 16LL << 20},
+                                              {"document", 100LL << 20},
+                                              {"sticker", 500LL << 10}};
+  // Optional OpenAI-compatible transcription of audio.
+  std::string transcribe_url;  // e.g. http://host/v1/audio/transcriptions; "" = off
+  std::string transcribe_key;
+  std::string transcribe_model = "whisper-1";
+};
+
+struct Stored {
+  std::string uri;
+  std::string sha256_hex;
+  int64_t size = 0;
+  std::string mime_type;
+  bool deduplicated = false;  // the bytes were stored already: nothing downloaded
+  int url_fetches = 0;        // media URL lookups (1, or 2 after an expired URL)
+};
+
+// True for the message types this worker stores.
+bool is_media(const std::string& type);
+
+class Fetcher {
+ public:
+  Fetcher(Options options, Storage& storage);
+  // Downloads and stores the media of one message (one attempt, URL refetched once inside).
+  Result<Stored> fetch(const std::string& type, const std::string& media_id,
+                       const std::string& webhook_sha256);
+  // Transcribes a stored local file; the transcript text.
+  Result<std::string> transcribe(const std::string& file, const std::string& mime_type);
+  const Options& options() const { return options_; }
+
+ private:
+  struct Info {
+    std::string url;
+    std::string mime_type;
+    std::string sha256;
+    int64_t file_size = -1;
+  };
+  Result<Info> resolve(const std::string& media_id);
+  // Downloads url into temp; the SHA-256 hex of what was written. Status 401/404: expired.
+  Result<std::string> download(const std::string& url, const std::string& temp, int64_t limit,
+                               long& status, int64_t& size);
+  Options options_;
+  Storage& storage_;
+};
+
+// The wa.media record for a message: stored or failed (schema topics/schemas/media.schema.json).
+nlohmann::json stored_record(const WebhookEvent& e, const std::string& media_id,
+                             const Stored& s, const std::optional<std::string>& transcript,
+                             const std::string& transcript_error, int attempts, int64_t now_ms);
+nlohmann::json failed_record(const WebhookEvent& e, const std::string& media_id,
+                             const Error& why, int attempts, int64_t now_ms);
+
+// Matches a computed digest against a published one, hex or base64 (Meta uses both).
+bool digest_matches(const std::string& raw_digest, const std::string& published);
+
+}  // namespace wafleet::media
