@@ -1,0 +1,232 @@
+// Media end to end, binaries as processes: the Graph API emulator, the receiver, the media
+// worker and the aggregator on the dev broker and a real redis-server. A burst of text, three
+// photos and a voice note must become ONE turn with every item stored and the transcript there.
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/crypto.h"
+#include "common/http_client.h"
+#include "tests/support/services.h"
+#include "topics/topics.h"
+
+namespace wafleet {
+namespace {
+
+const std::string kBin = WAFLEET_BIN_DIR;
+
+class MediaE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = test::temp_dir("wafleet-media-e2e");
+    broker_ = std::make_unique<test::Process>(
+        kBin + "/wafleet-devbroker",
+        std::vector<std::string>{"--bootstrap-file", dir_ + "/bootstrap"},
+        std::map<std::string, std::string>{}, dir_ + "/devbroker.log");
+    emulator_ = std::make_unique<test::Process>(
+        kBin + "/wafleet-graph-emulator",
+        std::vector<std::string>{"--listen", "127.0.0.1:0", "--port-file", dir_ + "/emu-port"},
+        std::map<std::string, std::string>{{"WAFLEET_ACCESS_TOKEN", "e2e-token"}},
+        dir_ + "/emulator.log");
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/bootstrap").empty(); }));
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/emu-port").empty(); }));
+    brokers_ = test::read_trimmed(dir_ + "/bootstrap");
+    graph_ = "http://127.0.0.1:" + test::read_trimmed(dir_ + "/emu-port");
+    env_ = {{"WAFLEET_KAFKA_BROKERS", brokers_},
+            {"WAFLEET_REDIS_URL", redis_.url()},
+            {"WAFLEET_APP_SECRET", "media-secret"},
+            {"WAFLEET_ACCESS_TOKEN", "e2e-token"}};
+    receiver_ = std::make_unique<test::Process>(
+        kBin + "/wafleet-receiver",
+        std::vector<std::string>{"--listen", "127.0.0.1:0", "--port-file", dir_ + "/port"}, env_,
+        dir_ + "/receiver.log");
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/port").empty(); }));
+    url_ = "http://127.0.0.1:" + test::read_trimmed(dir_ + "/port") + "/webhook";
+    start_media();
+    aggregator_ = std::make_unique<test::Process>(
+        kBin + "/wafleet-aggregator",
+        std::vector<std::string>{"--quiet-ms", "500", "--max-ms", "5000", "--media-wait-ms",
+                                 "20000"},
+        env_, dir_ + "/aggregator.log");
+  }
+
+  void start_media() {
+    media_ = std::make_unique<test::Process>(
+        kBin + "/wafleet-media",
+        std::vector<std::string>{"--graph-base", graph_, "--storage-dir", dir_ + "/store",
+                                 "--transcribe-url", graph_ + "/v1/audio/transcriptions",
+                                 "--backoff-ms", "200"},
+        env_, dir_ + "/media-" + std::to_string(media_starts_++) + ".log");
+  }
+
+  void TearDown() override {
+    aggregator_->stop();
+    media_->stop();
+    receiver_->stop();
+    emulator_->stop();
+    broker_->stop();
+  }
+
+  nlohmann::json admin(const std::string& what, const nlohmann::json& body) {
+    auto r = http::fetch("POST", graph_ + "/_emulator/" + what,
+                         {{"Content-Type", "application/json"}}, body.dump(),
+                         std::chrono::seconds(10));
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
+    return r ? nlohmann::json::parse(r->body, nullptr, false) : nlohmann::json();
+  }
+
+  void send(const std::string& pnid, const nlohmann::json& message) {
+    nlohmann::json value = {
+        {"messaging_product", "whatsapp"},
+        {"metadata", {{"display_phone_number", "15550001111"}, {"phone_number_id", pnid}}},
+        {"contacts", {{{"profile", {{"name", "Ana"}}}, {"wa_id", message["from"]}}}},
+        {"messages", {message}}};
+    nlohmann::json body = {
+        {"object", "whatsapp_business_account"},
+        {"entry", {{{"id", "1"}, {"changes", {{{"value", value}, {"field", "messages"}}}}}}}};
+    const std::string raw = body.dump();
+    auto r = http::fetch("POST", url_,
+                         {{"Content-Type", "application/json"},
+                          {"X-Hub-Signature-256",
+                           "sha256=" + crypto::hmac_sha256_hex("media-secret", raw)}},
+                         raw, std::chrono::seconds(10));
+    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : r.error().message);
+  }
+
+  nlohmann::json media_message(const std::string& from, const std::string& id,
+                               const std::string& type, const nlohmann::json& desc,
+                               const std::string& mime) {
+    nlohmann::json m = {{"id", desc["id"]}, {"mime_type", mime}, {"sha256", desc["sha256_base64"]}};
+    if (type == "audio") {
+      m["voice"] = true;
+    } else {
+      m["caption"] = "photo " + id;
+    }
+    return {{"from", from}, {"id", id}, {"timestamp", "1750000000"}, {"type", type}, {type, m}};
+  }
+
+  std::vector<nlohmann::json> turns_for(const std::string& pnid, size_t want) {
+    std::vector<nlohmann::json> mine;
+    test::consume_until(
+        brokers_, {topics::kTurns},
+        [&](const std::vector<kafka::Record>& rs) {
+          mine.clear();
+          for (const auto& r : rs) {
+            auto v = nlohmann::json::parse(r.value, nullptr, false);
+            if (!v.is_discarded() && v.value("phone_number_id", "") == pnid) {
+              mine.push_back(v);
+            }
+          }
+          return mine.size() >= want;
+        },
+        std::chrono::seconds(60));
+    return mine;
+  }
+
+  // The burst: text, three photos, a voice note. Returns the message ids in order.
+  std::vector<std::string> send_burst(const std::string& pnid, const std::string& from) {
+    std::vector<std::string> ids;
+    const std::string p = pnid + "." + from;
+    send(pnid, {{"from", from}, {"id", "wamid.t." + p}, {"timestamp", "1750000000"},
+                {"type", "text"}, {"text", {{"body", "I was charged twice"}}}});
+    ids.push_back("wamid.t." + p);
+    for (int i = 0; i < 3; ++i) {
+      const std::string id = "wamid.p" + std::to_string(i) + "." + p;
+      auto desc = admin("media", {{"id", "img-" + std::to_string(i) + "-" + p},
+                                  {"mime_type", "image/jpeg"},
+                                  {"size", 200000 + i},
+                                  {"seed", i + 1}});
+      send(pnid, media_message(from, id, "image", desc, "image/jpeg"));
+      ids.push_back(id);
+    }
+    auto voice = admin("media", {{"id", "voice-" + p},
+                                 {"mime_type", "audio/ogg"},
+                                 {"size", 30000},
+                                 {"seed", 42},
+                                 {"transcript", "order 5521, please refund"}});
+    send(pnid, media_message(from, "wamid.v." + p, "audio", voice, "audio/ogg; codecs=opus"));
+    ids.push_back("wamid.v." + p);
+    return ids;
+  }
+
+  void expect_one_complete_turn(const std::vector<nlohmann::json>& turns,
+                                const std::vector<std::string>& ids) {
+    std::set<std::string> distinct;
+    for (const auto& t : turns) {
+      distinct.insert(t["turn_id"].get<std::string>());
+    }
+    ASSERT_EQ(distinct.size(), 1u) << "the burst was split";
+    const auto& t = turns.front();
+    EXPECT_EQ(t["message_ids"].get<std::vector<std::string>>(), ids);
+    const auto& items = t["items"];
+    ASSERT_EQ(items.size(), 5u) << t.dump(2);
+    EXPECT_EQ(items[0]["text"], "I was charged twice");
+    for (int i = 1; i <= 4; ++i) {
+      const auto& m = items[i]["media"];
+      EXPECT_EQ(m["status"], "stored") << items[i].dump(2);
+      const std::string uri = m.value("storage_uri", "");
+      ASSERT_TRUE(uri.starts_with("file://")) << items[i].dump(2);
+      EXPECT_TRUE(std::filesystem::exists(uri.substr(7))) << uri;
+    }
+    EXPECT_EQ(items[1]["caption"], "photo " + ids[1]);
+    EXPECT_EQ(items[4]["media"]["transcript"], "order 5521, please refund");
+    EXPECT_EQ(items[4]["voice"], true);
+  }
+
+  size_t stored_files() {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ + "/store/sha256")) {
+      n += e.is_regular_file() ? 1 : 0;
+    }
+    return n;
+  }
+
+  std::string dir_;
+  test::RedisServer redis_;
+  std::unique_ptr<test::Process> broker_;
+  std::unique_ptr<test::Process> emulator_;
+  std::unique_ptr<test::Process> receiver_;
+  std::unique_ptr<test::Process> media_;
+  std::unique_ptr<test::Process> aggregator_;
+  std::map<std::string, std::string> env_;
+  std::string brokers_;
+  std::string graph_;
+  std::string url_;
+  int media_starts_ = 0;
+};
+
+TEST_F(MediaE2E, TextThreePhotosAndAVoiceNoteBecomeOneTurnWithEverythingStored) {
+  std::this_thread::sleep_for(std::chrono::seconds(4));  // first group joins on the dev broker
+  const std::string pnid = "9" + std::to_string(100000 + std::rand() % 800000);
+  auto ids = send_burst(pnid, "15550102001");
+  expect_one_complete_turn(turns_for(pnid, 1), ids);
+  EXPECT_EQ(stored_files(), 4u);
+}
+
+TEST_F(MediaE2E, MediaWorkerKilledMidDownloadStoresEverythingOnce) {
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  const std::string pnid = "8" + std::to_string(100000 + std::rand() % 800000);
+  // Every download answers after 1.5 s: the worker is killed while one is in flight.
+  admin("faults", {{"endpoint", "download"}, {"times", 2}, {"latency_ms", 1500}});
+  auto ids = send_burst(pnid, "15550102002");
+  ASSERT_TRUE(test::eventually([&] {
+    for (const auto& c : nlohmann::json::parse(
+             http::fetch("GET", graph_ + "/_emulator/calls", {}, "", std::chrono::seconds(5))
+                 ->body)) {
+      if (c["path"].get<std::string>().starts_with("/media/")) {
+        return true;
+      }
+    }
+    return false;
+  }));
+  media_->kill9();
+  start_media();
+  expect_one_complete_turn(turns_for(pnid, 1), ids);
+  EXPECT_EQ(stored_files(), 4u) << "a file was stored twice";
+}
+
+}  // namespace
+}  // namespace wafleet
