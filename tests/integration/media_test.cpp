@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/crypto.h"
+#include "common/http_client.h"
 #include "common/http_server.h"
 #include "tests/support/services.h"
 #include "workers/graph-emulator/emulator.h"
@@ -91,10 +92,17 @@ TEST_F(MediaTest, EveryMediaTypeIsDownloadedVerifiedAndStoredByContent) {
     EXPECT_NE(s->uri.find("/sha256/"), std::string::npos);
     EXPECT_EQ(read_file(path_of(*s)), bytes_[id]) << type;
   }
-  // Every Graph call carried the token; nothing is left in the temp directory.
+  // Every Graph call carried the token (the transcription endpoint is not Meta's); nothing is
+  // left in the temp directory; the voice note was transcribed on the way.
+  int transcriptions = 0;
   for (const auto& c : emulator_.calls()) {
+    if (c["path"].get<std::string>().starts_with("/v1/audio/")) {
+      ++transcriptions;
+      continue;
+    }
     EXPECT_TRUE(c["authorized"].get<bool>()) << c.dump();
   }
+  EXPECT_EQ(transcriptions, 1);
   EXPECT_TRUE(std::filesystem::is_empty(storage_->temp_dir()));
 }
 
@@ -202,6 +210,7 @@ TEST_F(MediaTest, AudioIsTranscribedThroughTheOpenAiCompatibleEndpoint) {
   add("voice", "audio/ogg", 3000, 5, "I was charged twice for order 5521");
   auto s = fetcher_->fetch("audio", "voice", "");
   ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->transcript, "I was charged twice for order 5521");  // done while storing
   auto text = fetcher_->transcribe(path_of(*s), s->mime_type);
   ASSERT_TRUE(text.has_value()) << text.error().message;
   EXPECT_EQ(*text, "I was charged twice for order 5521");
@@ -210,6 +219,75 @@ TEST_F(MediaTest, AudioIsTranscribedThroughTheOpenAiCompatibleEndpoint) {
   f.http_status = 500;
   emulator_.add_fault(f);
   EXPECT_FALSE(fetcher_->transcribe(path_of(*s), s->mime_type).has_value());
+}
+
+// S3-compatible storage against s3rver (npm), a real S3-protocol server.
+// scripts/s3rver fetches it; WAFLEET_S3RVER overrides where it is.
+std::string s3rver_path() {
+  if (const char* p = std::getenv("WAFLEET_S3RVER")) {
+    return p;
+  }
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : "/root") + "/.cache/wafleet/s3rver/node_modules/.bin/s3rver";
+}
+
+// (s3rver accepts any signature, so this proves the S3 protocol path, not SigV4 itself: the
+// signing is libcurl's CURLOPT_AWS_SIGV4.)
+TEST_F(MediaTest, S3StorageUploadsObjectsOnceByContent) {
+  ASSERT_TRUE(std::filesystem::exists(s3rver_path()))
+      << "s3rver not installed: run scripts/s3rver fetch (scripts/test does)";
+  const uint16_t port = test::free_port();
+  test::Process s3(s3rver_path(),
+                   {"-d", dir_ + "/s3", "-p", std::to_string(port), "-a", "127.0.0.1",
+                    "--configure-bucket", "wafleet-media", "--silent"},
+                   {}, dir_ + "/s3rver.log");
+  const std::string endpoint = "http://127.0.0.1:" + std::to_string(port);
+  ASSERT_TRUE(test::eventually([&] {
+    auto r = http::fetch("GET", endpoint, {}, "", std::chrono::seconds(1));
+    return r.has_value();
+  }, std::chrono::seconds(20)));
+  S3Options so;
+  so.endpoint = endpoint;
+  so.bucket = "wafleet-media";
+  so.access_key = "S3RVER";
+  so.secret_key = "S3RVER";
+  so.prefix = "media/";
+  so.staging_dir = dir_ + "/staging";
+  S3Storage s3store(so);
+  Options o;
+  o.graph_base = base_;
+  o.access_token = "emulator-token";
+  Fetcher fetcher(o, s3store);
+  auto desc = add("s3-photo", "image/jpeg", 300000, 9);
+  auto s = fetcher.fetch("image", "s3-photo", desc["sha256_base64"]);
+  ASSERT_TRUE(s.has_value()) << s.error().message;
+  const std::string key = "media/sha256/" + s->sha256_hex.substr(0, 2) + "/" + s->sha256_hex;
+  EXPECT_EQ(s->uri, "s3://wafleet-media/" + key);
+  EXPECT_TRUE(std::filesystem::is_empty(so.staging_dir)) << "staged file left behind";
+  // Read it back with curl's own SigV4: the same bytes.
+  std::string out;
+  ASSERT_EQ(test::run_command("curl -sS -f --aws-sigv4 aws:amz:us-east-1:s3 --user S3RVER:S3RVER "
+                              "-H 'x-amz-content-sha256: "
+                              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' -o " +
+                                  dir_ + "/back " + endpoint + "/wafleet-media/" + key,
+                              out),
+            0)
+      << out;
+  EXPECT_EQ(read_file(dir_ + "/back"), bytes_["s3-photo"]);
+  // The same bytes again: found by HEAD, not downloaded, not uploaded.
+  const int downloads = calls_to("/media/");
+  auto again = fetcher.fetch("image", "s3-photo", desc["sha256_base64"]);
+  ASSERT_TRUE(again.has_value()) << again.error().message;
+  EXPECT_TRUE(again->deduplicated);
+  EXPECT_EQ(again->uri, s->uri);
+  EXPECT_EQ(calls_to("/media/"), downloads);
+  // Object storage down: a transient failure (retried), and the staged file is not left behind.
+  s3.stop();
+  add("s3-other", "image/jpeg", 1000, 10);
+  auto down = fetcher.fetch("image", "s3-other", "");
+  ASSERT_FALSE(down.has_value());
+  EXPECT_EQ(down.error().kind, ErrorKind::kTransient) << down.error().message;
+  EXPECT_TRUE(std::filesystem::is_empty(so.staging_dir));
 }
 
 TEST(MediaDigest, HexAndBase64AreBothAccepted) {

@@ -1,6 +1,8 @@
 // wafleet-media: wiring only. Logic in media.cpp; see README.md here.
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
@@ -62,7 +64,14 @@ int main(int argc, char** argv) {
       {"access-token", "", "Graph API access token (Bearer)", true, true},
       {"graph-base", "https://graph.facebook.com", "Graph API base URL (the emulator in tests)"},
       {"graph-version", "v22.0", "Graph API version in request paths"},
-      {"storage-dir", "./wafleet-media", "local media store (content-addressed by SHA-256)"},
+      {"storage", "local", "local | s3"},
+      {"storage-dir", "./wafleet-media", "local store (content-addressed); with s3: the staging dir"},
+      {"s3-endpoint", "", "S3-compatible endpoint, e.g. https://s3.eu-west-1.amazonaws.com"},
+      {"s3-bucket", "", "bucket"},
+      {"s3-region", "us-east-1", "region for SigV4"},
+      {"s3-access-key", "", "access key id", true},
+      {"s3-secret-key", "", "secret access key", true},
+      {"s3-prefix", "", "key prefix, e.g. media/"},
       {"max-image-bytes", "5242880", "largest image stored (Meta: 5 MB)"},
       {"max-audio-bytes", "16777216", "largest audio stored (Meta: 16 MB)"},
       {"max-video-bytes", "16777216", "largest video stored (Meta: 16 MB)"},
@@ -99,6 +108,19 @@ int main(int argc, char** argv) {
   if (lo.max_attempts < 1) {
     errors.push_back("WAFLEET_ATTEMPTS: must be at least 1");
   }
+  if (s.get("storage") != "local" && s.get("storage") != "s3") {
+    errors.push_back("WAFLEET_STORAGE: expected local or s3, got '" + s.get("storage") + "'");
+  }
+  if (s.get("storage") == "s3") {
+    for (const char* name : {"s3-endpoint", "s3-bucket", "s3-access-key", "s3-secret-key"}) {
+      if (s.get(name).empty()) {
+        std::string env = std::string("WAFLEET_") + name;
+        std::transform(env.begin(), env.end(), env.begin(),
+                       [](char c) { return c == '-' ? '_' : static_cast<char>(std::toupper(c)); });
+        errors.push_back(env + ": required with WAFLEET_STORAGE=s3");
+      }
+    }
+  }
   auto admin = config::parse_host_port(s.get("admin-listen"), "admin-listen", errors);
   const bool clear_phones = s.get_bool("log-phone-numbers", errors);
   config::exit_if_invalid("wafleet-media", errors);
@@ -109,8 +131,21 @@ int main(int argc, char** argv) {
   }
   log::info("worker.starting", {{"config", effective}});
 
-  media::LocalStorage storage(s.get("storage-dir"));
-  media::Fetcher fetcher(mo, storage);
+  std::unique_ptr<media::Storage> storage;
+  if (s.get("storage") == "s3") {
+    media::S3Options so;
+    so.endpoint = s.get("s3-endpoint");
+    so.bucket = s.get("s3-bucket");
+    so.region = s.get("s3-region");
+    so.access_key = s.get("s3-access-key");
+    so.secret_key = s.get("s3-secret-key");
+    so.prefix = s.get("s3-prefix");
+    so.staging_dir = s.get("storage-dir");
+    storage = std::make_unique<media::S3Storage>(so);
+  } else {
+    storage = std::make_unique<media::LocalStorage>(s.get("storage-dir"));
+  }
+  media::Fetcher fetcher(mo, *storage);
   kafka::ClientConfig kc{s.get("kafka-brokers"), "wafleet-media", s.kafka_properties()};
   auto producer = kafka::Producer::create(kc);
   if (!producer) {
@@ -169,7 +204,9 @@ int main(int argc, char** argv) {
     loop.stop();
   });
   log::info("worker.started", {{"group", lo.group_id},
-                               {"storage", std::filesystem::absolute(s.get("storage-dir"))},
+                               {"storage", s.get("storage") == "s3"
+                                               ? "s3://" + s.get("s3-bucket") + "/" + s.get("s3-prefix")
+                                               : std::filesystem::absolute(s.get("storage-dir")).string()},
                                {"transcription", !mo.transcribe_url.empty()}});
 
   auto handle = [&](const kafka::Record& r) -> Status {
@@ -192,18 +229,7 @@ int main(int argc, char** argv) {
                                          {"reason", stored.error().message}});
       return Unexpected(stored.error());
     }
-    std::optional<std::string> transcript;
-    std::string transcript_error;
-    if (m.event.type == "audio" && !mo.transcribe_url.empty() && stored->uri.starts_with("file://")) {
-      auto t = fetcher.transcribe(stored->uri.substr(7), stored->mime_type);
-      if (t) {
-        transcript = *t;
-      } else {
-        transcript_error = t.error().message;  // the media is stored; the turn says why no text
-      }
-    }
-    const auto record = media::stored_record(m.event, m.media_id, *stored, transcript,
-                                             transcript_error, 1, wall_clock_ms());
+    const auto record = media::stored_record(m.event, m.media_id, *stored, 1, wall_clock_ms());
     if (auto p = kafka::produce_and_wait(**producer, topics::kMedia, r.key, record.dump(),
                                          {{"message_id", m.event.message_id}});
         !p) {

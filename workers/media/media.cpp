@@ -15,22 +15,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
 struct SlistDeleter {
   void operator()(curl_slist* s) const { curl_slist_free_all(s); }
 };
 struct MimeDeleter {
   void operator()(curl_mime* m) const { curl_mime_free(m); }
 };
-using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
 using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
 
-CurlPtr new_handle(const Options& o) {
+// Sets the options every request shares. A handle is reused (curl_easy_reset keeps its
+// connection cache), so lookups and downloads ride kept-alive connections.
+CURL* prepare(CurlPtr& c, const Options& o) {
   static std::once_flag init;
   std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  CurlPtr c(curl_easy_init());
+  if (c) {
+    curl_easy_reset(c.get());
+  } else {
+    c.reset(curl_easy_init());
+  }
   if (c) {
     curl_easy_setopt(c.get(), CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c.get(), CURLOPT_USERAGENT, o.user_agent.c_str());
@@ -39,7 +41,7 @@ CurlPtr new_handle(const Options& o) {
     curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c.get(), CURLOPT_MAXREDIRS, 3L);
   }
-  return c;
+  return c.get();
 }
 
 size_t append_body(char* ptr, size_t size, size_t nmemb, void* userdata) {
@@ -167,12 +169,122 @@ Result<std::string> LocalStorage::put(const std::string& temp_file, const std::s
 
 // ---------------------------------------------------------------------------------------------
 
+void CurlDeleter::operator()(void* c) const { curl_easy_cleanup(c); }
+
+S3Storage::S3Storage(S3Options options) : options_(std::move(options)) {
+  while (!options_.endpoint.empty() && options_.endpoint.back() == '/') {
+    options_.endpoint.pop_back();
+  }
+  std::error_code ec;
+  fs::create_directories(options_.staging_dir, ec);
+}
+
+std::string S3Storage::key_for(const std::string& sha256_hex) const {
+  return options_.prefix + "sha256/" + sha256_hex.substr(0, 2) + "/" + sha256_hex;
+}
+
+namespace {
+
+// One SigV4-signed S3 request (libcurl signs it); the HTTP status. PUT uploads body_file.
+Result<long> s3_request(const S3Options& o, const std::string& method, const std::string& key,
+                        const std::string& body_file, const std::string& content_sha256,
+                        const std::string& mime_type, std::string* response) {
+  CurlPtr c;
+  const Options defaults;
+  if (!prepare(c, defaults)) {
+    return Unexpected(Error::transient("curl_easy_init failed"));
+  }
+  const std::string url = o.endpoint + "/" + o.bucket + "/" + key;
+  const std::string provider = "aws:amz:" + o.region + ":s3";
+  const std::string userpwd = o.access_key + ":" + o.secret_key;
+  curl_slist* raw =
+      curl_slist_append(nullptr, ("x-amz-content-sha256: " + content_sha256).c_str());
+  if (!mime_type.empty()) {
+    raw = curl_slist_append(raw, ("Content-Type: " + mime_type).c_str());
+  }
+  SlistPtr headers(raw);
+  std::string sink;
+  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c.get(), CURLOPT_AWS_SIGV4, provider.c_str());
+  curl_easy_setopt(c.get(), CURLOPT_USERPWD, userpwd.c_str());
+  curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, response ? response : &sink);
+  std::FILE* f = nullptr;
+  if (method == "HEAD") {
+    curl_easy_setopt(c.get(), CURLOPT_NOBODY, 1L);
+  } else {
+    f = std::fopen(body_file.c_str(), "rb");
+    if (!f) {
+      return Unexpected(Error::transient("cannot read " + body_file));
+    }
+    std::error_code ec;
+    const auto size = fs::file_size(body_file, ec);
+    curl_easy_setopt(c.get(), CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c.get(), CURLOPT_READDATA, f);
+    curl_easy_setopt(c.get(), CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(size));
+  }
+  const CURLcode rc = curl_easy_perform(c.get());
+  if (f) {
+    std::fclose(f);
+  }
+  if (rc != CURLE_OK) {
+    return Unexpected(Error::transient("s3 " + method + " " + key + ": " + curl_easy_strerror(rc)));
+  }
+  long status = 0;
+  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &status);
+  return status;
+}
+
+// The payload hash of an empty body (HEAD).
+constexpr const char* kEmptySha256 =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+}  // namespace
+
+Result<std::optional<std::string>> S3Storage::find(const std::string& sha256_hex) {
+  const std::string key = key_for(sha256_hex);
+  auto status = s3_request(options_, "HEAD", key, "", kEmptySha256, "", nullptr);
+  if (!status) {
+    return Unexpected(status.error());
+  }
+  if (*status == 200) {
+    return std::optional<std::string>("s3://" + options_.bucket + "/" + key);
+  }
+  if (*status == 404) {
+    return std::optional<std::string>();
+  }
+  return Unexpected(Error::transient("s3 HEAD " + key + ": HTTP " + std::to_string(*status)));
+}
+
+Result<std::string> S3Storage::put(const std::string& temp_file, const std::string& sha256_hex,
+                                   const std::string& mime_type) {
+  const std::string key = key_for(sha256_hex);
+  std::string body;
+  // The payload hash is the content's SHA-256, verified already: the signature covers the bytes.
+  auto status = s3_request(options_, "PUT", key, temp_file, sha256_hex, mime_type, &body);
+  std::error_code ec;
+  fs::remove(temp_file, ec);
+  if (!status) {
+    return Unexpected(status.error());
+  }
+  if (*status != 200) {
+    const std::string what = "s3 PUT " + key + ": HTTP " + std::to_string(*status) + " " +
+                             body.substr(0, 300);
+    return Unexpected(*status >= 500 ? Error::transient(what) : Error::permanent(what));
+  }
+  return "s3://" + options_.bucket + "/" + key;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+
 Fetcher::Fetcher(Options options, Storage& storage)
     : options_(std::move(options)), storage_(storage) {}
 
 Result<Fetcher::Info> Fetcher::resolve(const std::string& media_id) {
-  auto c = new_handle(options_);
-  if (!c) {
+  CurlPtr& c = graph_handle_;
+  if (!prepare(c, options_)) {
     return Unexpected(Error::transient("curl_easy_init failed"));
   }
   const std::string url = options_.graph_base + "/" + options_.graph_version + "/" + media_id;
@@ -216,8 +328,8 @@ Result<Fetcher::Info> Fetcher::resolve(const std::string& media_id) {
 
 Result<std::string> Fetcher::download(const std::string& url, const std::string& temp,
                                       int64_t limit, long& status, int64_t& size) {
-  auto c = new_handle(options_);
-  if (!c) {
+  CurlPtr& c = download_handle_;
+  if (!prepare(c, options_)) {
     return Unexpected(Error::transient("curl_easy_init failed"));
   }
   Sink sink;
@@ -230,6 +342,7 @@ Result<std::string> Fetcher::download(const std::string& url, const std::string&
   SlistPtr headers(curl_slist_append(nullptr, ("Authorization: Bearer " + options_.access_token).c_str()));
   curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
   curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(c.get(), CURLOPT_BUFFERSIZE, 512L * 1024);  // fewer, larger writes
   curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, write_file);
   curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &sink);
   const CURLcode rc = curl_easy_perform(c.get());
@@ -272,10 +385,17 @@ Result<Stored> Fetcher::fetch(const std::string& type, const std::string& media_
         return Unexpected(found.error());
       }
       if (*found) {
-        std::error_code ec;
-        const auto path = found->value().substr(std::string("file://").size());
-        const auto size = fs::file_size(path, ec);
-        return Stored{**found, hex, ec ? -1 : static_cast<int64_t>(size), "", true, 0};
+        Stored out{**found, hex, -1, "", true, 0, std::nullopt, ""};
+        if (found->value().starts_with("file://")) {
+          const std::string path = found->value().substr(std::string("file://").size());
+          std::error_code ec;
+          const auto size = fs::file_size(path, ec);
+          out.size = ec ? -1 : static_cast<int64_t>(size);
+          transcribe_into(out, type, path, "");
+        } else if (type == "audio" && !options_.transcribe_url.empty()) {
+          out.transcript_error = "stored earlier in object storage; not transcribed again";
+        }
+        return out;
       }
     }
   }
@@ -324,6 +444,7 @@ Result<Stored> Fetcher::fetch(const std::string& type, const std::string& media_
     out.sha256_hex = crypto::hex_encode(*digest);
     out.size = size;
     out.mime_type = info->mime_type;
+    transcribe_into(out, type, temp, info->mime_type);
     auto uri = storage_.put(temp, out.sha256_hex, info->mime_type);
     if (!uri) {
       std::error_code ec;
@@ -336,9 +457,22 @@ Result<Stored> Fetcher::fetch(const std::string& type, const std::string& media_
   return Unexpected(Error::permanent("media URL expired twice"));
 }
 
+void Fetcher::transcribe_into(Stored& out, const std::string& type, const std::string& file,
+                              const std::string& mime_type) {
+  if (type != "audio" || options_.transcribe_url.empty()) {
+    return;
+  }
+  auto t = transcribe(file, mime_type);
+  if (t) {
+    out.transcript = *t;
+  } else {
+    out.transcript_error = t.error().message;
+  }
+}
+
 Result<std::string> Fetcher::transcribe(const std::string& file, const std::string& mime_type) {
-  auto c = new_handle(options_);
-  if (!c) {
+  CurlPtr c;
+  if (!prepare(c, options_)) {
     return Unexpected(Error::transient("curl_easy_init failed"));
   }
   std::unique_ptr<curl_mime, MimeDeleter> form(curl_mime_init(c.get()));
@@ -392,8 +526,7 @@ nlohmann::json base_record(const WebhookEvent& e, const std::string& media_id, i
 }  // namespace
 
 nlohmann::json stored_record(const WebhookEvent& e, const std::string& media_id,
-                             const Stored& s, const std::optional<std::string>& transcript,
-                             const std::string& transcript_error, int attempts, int64_t now_ms) {
+                             const Stored& s, int attempts, int64_t now_ms) {
   auto j = base_record(e, media_id, attempts, now_ms);
   j["status"] = "stored";
   j["storage_uri"] = s.uri;
@@ -403,11 +536,11 @@ nlohmann::json stored_record(const WebhookEvent& e, const std::string& media_id,
                                                    "mime_type")
                                        : s.mime_type;
   j["deduplicated"] = s.deduplicated;
-  if (transcript) {
-    j["transcript"] = *transcript;
+  if (s.transcript) {
+    j["transcript"] = *s.transcript;
   }
-  if (!transcript_error.empty()) {
-    j["transcript_error"] = transcript_error;
+  if (!s.transcript_error.empty()) {
+    j["transcript_error"] = s.transcript_error;
   }
   return j;
 }

@@ -49,6 +49,32 @@ class LocalStorage : public Storage {
   std::string root_;
 };
 
+// S3-compatible object storage (AWS S3, MinIO, s3rver...), path-style URLs, SigV4 signed by
+// libcurl. Objects: <prefix>sha256/<ab>/<hex>; URI s3://<bucket>/<key>. Downloads are staged in
+// staging_dir and removed after the upload.
+struct S3Options {
+  std::string endpoint;  // e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:4569
+  std::string bucket;
+  std::string region = "us-east-1";
+  std::string access_key;
+  std::string secret_key;
+  std::string prefix;
+  std::string staging_dir = "./wafleet-media-staging";
+};
+
+class S3Storage : public Storage {
+ public:
+  explicit S3Storage(S3Options options);
+  Result<std::optional<std::string>> find(const std::string& sha256_hex) override;
+  Result<std::string> put(const std::string& temp_file, const std::string& sha256_hex,
+                          const std::string& mime_type) override;
+  std::string temp_dir() const override { return options_.staging_dir; }
+
+ private:
+  std::string key_for(const std::string& sha256_hex) const;
+  S3Options options_;
+};
+
 struct Options {
   std::string graph_base = "https://graph.facebook.com";
   std::string graph_version = "v22.0";
@@ -75,11 +101,20 @@ struct Stored {
   std::string mime_type;
   bool deduplicated = false;  // the bytes were stored already: nothing downloaded
   int url_fetches = 0;        // media URL lookups (1, or 2 after an expired URL)
+  // Audio with transcription configured: the text, or why there is none (the media is stored).
+  std::optional<std::string> transcript;
+  std::string transcript_error;
 };
 
 // True for the message types this worker stores.
 bool is_media(const std::string& type);
 
+struct CurlDeleter {
+  void operator()(void* c) const;
+};
+using CurlPtr = std::unique_ptr<void, CurlDeleter>;
+
+// Not thread-safe: one per worker thread (it keeps a connection per endpoint alive).
 class Fetcher {
  public:
   Fetcher(Options options, Storage& storage);
@@ -98,17 +133,20 @@ class Fetcher {
     int64_t file_size = -1;
   };
   Result<Info> resolve(const std::string& media_id);
+  void transcribe_into(Stored& out, const std::string& type, const std::string& file,
+                       const std::string& mime_type);
   // Downloads url into temp; the SHA-256 hex of what was written. Status 401/404: expired.
   Result<std::string> download(const std::string& url, const std::string& temp, int64_t limit,
                                long& status, int64_t& size);
   Options options_;
   Storage& storage_;
+  CurlPtr graph_handle_;
+  CurlPtr download_handle_;
 };
 
 // The wa.media record for a message: stored or failed (schema topics/schemas/media.schema.json).
 nlohmann::json stored_record(const WebhookEvent& e, const std::string& media_id,
-                             const Stored& s, const std::optional<std::string>& transcript,
-                             const std::string& transcript_error, int attempts, int64_t now_ms);
+                             const Stored& s, int attempts, int64_t now_ms);
 nlohmann::json failed_record(const WebhookEvent& e, const std::string& media_id,
                              const Error& why, int attempts, int64_t now_ms);
 
