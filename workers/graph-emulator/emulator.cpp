@@ -100,6 +100,36 @@ std::optional<std::string> multipart_file(const http::Request& req) {
   return std::nullopt;
 }
 
+// Meta's title and details for the codes the fleet reacts to (contract section 5.2).
+std::pair<std::string, std::string> error_text(int code) {
+  static const std::map<int, std::pair<std::string, std::string>> texts = {
+      {1, {"API Unknown", "Invalid request or possible server error."}},
+      {2, {"API Service", "Temporary due to downtime or due to being overloaded."}},
+      {4, {"API Too Many Calls", "The app has reached its API call rate limit."}},
+      {100, {"Invalid parameter", "The request included one or more unsupported or misspelled parameters."}},
+      {190, {"Access token has expired", "Your access token has expired."}},
+      {80007, {"Rate limit issues", "The WhatsApp Business Account has reached its rate limit."}},
+      {130429, {"Rate limit hit", "Cloud API message throughput has been reached."}},
+      {131000, {"Something went wrong", "Message failed to send due to an unknown error."}},
+      {131008, {"Required parameter is missing", "The request is missing a required parameter."}},
+      {131009, {"Parameter value is not valid", "One or more parameter values are invalid."}},
+      {131016, {"Service unavailable", "A service is temporarily unavailable."}},
+      {131026, {"Message Undeliverable", "Unable to deliver message."}},
+      {131047, {"Re-engagement message", "More than 24 hours have passed since the recipient last replied to the sender number."}},
+      {131048, {"Spam rate limit hit", "Message failed to send because there are restrictions on how many messages can be sent from this phone number."}},
+      {131050, {"User stopped marketing messages", "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."}},
+      {131052, {"Media download error", "Unable to download the media sent by the user."}},
+      {131056, {"(Business Account, Consumer Account) pair rate limit hit", "Too many messages sent from the sender phone number to the same recipient phone number in a short period of time."}},
+      {131057, {"Account in maintenance mode", "Business Account is in maintenance mode."}},
+      {133004, {"Server temporarily unavailable", "Server is temporarily unavailable."}},
+  };
+  auto it = texts.find(code);
+  if (it == texts.end()) {
+    return {"Emulated error", "Emulated error " + std::to_string(code) + "."};
+  }
+  return it->second;
+}
+
 }  // namespace
 
 nlohmann::json Fault::to_json() const {
@@ -199,12 +229,16 @@ bool GraphEmulator::authorized(const http::Request& req) const {
 }
 
 http::Response GraphEmulator::graph_error(const http::Request& req, int code,
-                                          const std::string& message, unsigned status) const {
-  nlohmann::json err = {{"message", "(#" + std::to_string(code) + ") " + message},
-                        {"type", code == 190 ? "OAuthException" : "OAuthException"},
-                        {"code", code},
-                        {"error_data", {{"messaging_product", "whatsapp"}, {"details", message}}},
-                        {"fbtrace_id", "AEmu" + crypto::random_hex(8)}};
+                                          const std::string& details, unsigned status) const {
+  // Meta's shape: message "(#code) title", type, code, error_data.details, fbtrace_id.
+  const auto [title, known_details] = error_text(code);
+  nlohmann::json err = {
+      {"message", "(#" + std::to_string(code) + ") " + title},
+      {"type", "OAuthException"},
+      {"code", code},
+      {"error_data",
+       {{"messaging_product", "whatsapp"}, {"details", details.empty() ? known_details : details}}},
+      {"fbtrace_id", "AEmu" + crypto::random_hex(8)}};
   return http::make_json_response(req, status, nlohmann::json{{"error", err}}.dump());
 }
 
@@ -270,13 +304,13 @@ http::Response GraphEmulator::route(const http::Request& req, Call& call, int64_
 http::Response GraphEmulator::media_info(const http::Request& req, const std::string& id,
                                          Call& call, int64_t& delay_ms) {
   if (!call.authorized) {
-    return graph_error(req, 190, "Error validating access token", 401);
+    return graph_error(req, 190, "Error validating access token: the Bearer token is missing or wrong.", 401);
   }
   auto fault = take_fault("media", id);
   if (fault) {
     delay_ms = fault->latency_ms;
     if (fault->error_code != 0) {
-      return graph_error(req, fault->error_code, "emulated fault", fault->http_status);
+      return graph_error(req, fault->error_code, "", fault->http_status);
     }
     if (!fault->expired_url && !fault->wrong_checksum && fault->http_status >= 500) {
       return graph_error(req, 2, "Service temporarily unavailable", fault->http_status);
@@ -311,7 +345,7 @@ http::Response GraphEmulator::media_info(const http::Request& req, const std::st
 http::Response GraphEmulator::download(const http::Request& req, const std::string& id,
                                        const std::string& query, Call& call, int64_t& delay_ms) {
   if (!call.authorized) {
-    return graph_error(req, 190, "Error validating access token", 401);
+    return graph_error(req, 190, "Error validating access token: the Bearer token is missing or wrong.", 401);
   }
   const std::string exp_text = query_param(query, "exp");
   int64_t exp = 0;
@@ -345,7 +379,7 @@ http::Response GraphEmulator::download(const http::Request& req, const std::stri
 http::Response GraphEmulator::messages(const http::Request& req, const std::string& pnid,
                                        Call& call, int64_t& delay_ms) {
   if (!call.authorized) {
-    return graph_error(req, 190, "Error validating access token", 401);
+    return graph_error(req, 190, "Error validating access token: the Bearer token is missing or wrong.", 401);
   }
   const nlohmann::json& body = call.body;
   if (!body.is_object()) {
@@ -360,7 +394,7 @@ http::Response GraphEmulator::messages(const http::Request& req, const std::stri
   if (fault) {
     delay_ms = fault->latency_ms;
     if (fault->error_code != 0) {
-      return graph_error(req, fault->error_code, "emulated fault", fault->http_status);
+      return graph_error(req, fault->error_code, "", fault->http_status);
     }
     if (fault->http_status >= 500) {
       return http::make_json_response(
