@@ -160,6 +160,36 @@ TEST(AggregatorWindow, MediaHoldsTheWindowUntilStoredOrTheWaitPasses) {
   EXPECT_EQ(closed[0].messages[0].media_record["status"], "failed");
 }
 
+TEST(AggregatorWindow, AMediaRecordBeforeItsMessageIsKeptAndItsOffsetHeld) {
+  Config c;
+  c.media_wait_ms = 8000;
+  c.join_media = true;
+  WindowSet ws(c);
+  // The media worker was faster than this consumer: the record comes first (wa.media @7).
+  ws.media_result("106540352242922:a", "2", true, {{"status", "stored"}}, 7);
+  EXPECT_EQ(ws.oldest_media_offset(), 7);
+  ws.add(text("a", "1", 0, "look"), 0);
+  ws.add(of_type("a", "2", 100, "image", {{"id", "media-1"}}), 1);
+  EXPECT_EQ(ws.oldest_media_offset(), 7);  // now held by the open window
+  auto closed = ws.close_due(2100);         // no media wait: the photo is there already
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].messages[1].media, MediaState::kStored);
+  EXPECT_EQ(closed[0].messages[1].media_offset, 7);
+  EXPECT_FALSE(ws.oldest_media_offset().has_value());  // released with the window
+  // A redelivered failed record does not overwrite a stored one.
+  ws.add(of_type("a", "3", 5000, "image", {{"id", "media-3"}}), 2);
+  ws.media_result("106540352242922:a", "3", true, {{"status", "stored"}}, 8);
+  ws.media_result("106540352242922:a", "3", false, {{"status", "failed"}}, 9);
+  closed = ws.close_due(7100);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].messages[0].media, MediaState::kStored);
+  // A record whose message never comes is forgotten after 2 x media wait of event time.
+  ws.media_result("106540352242922:b", "gone", true, {{"status", "stored"}}, 10);
+  EXPECT_EQ(ws.oldest_media_offset(), 10);
+  ws.advance_event_time(5000 + 2 * 8000 + 1, 0);
+  EXPECT_FALSE(ws.oldest_media_offset().has_value());
+}
+
 TEST(AggregatorTurn, JoinsConsecutiveTextsKeepsMediaAndRepliesInPlace) {
   Config joined;
   joined.join_media = true;
