@@ -1,0 +1,240 @@
+// The sender's core against the Graph API emulator (over HTTP) and a real redis-server: the exact
+// JSON Meta receives for every documented send example, error classes, never twice, and the
+// shared GCRA limits.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "common/http_server.h"
+#include "tests/support/fixtures.h"
+#include "tests/support/services.h"
+#include "workers/graph-emulator/emulator.h"
+#include "workers/sender/sender.h"
+
+namespace wafleet::sender {
+namespace {
+
+// A request for one of Meta's documented send bodies: our envelope plus Meta's fields.
+nlohmann::json request_for(nlohmann::json meta, const std::string& request_id) {
+  nlohmann::json req = std::move(meta);
+  req.erase("messaging_product");
+  if (req.value("status", "") == "read") {
+    req["type"] = req.contains("typing_indicator") ? "typing" : "read";
+    req.erase("status");
+    req.erase("typing_indicator");
+  }
+  req["request_id"] = request_id;
+  req["phone_number_id"] = "106540352242922";
+  return req;
+}
+
+class SenderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<http::Server>(http::ServerOptions{}, [this](http::Request&& q,
+                                                                           http::Responder r) {
+      emulator_.handle(std::move(q), std::move(r));
+    });
+    ASSERT_TRUE(server_->start().has_value());
+    options_.graph_base = "http://127.0.0.1:" + std::to_string(server_->port());
+    options_.access_token = "emulator-token";
+    options_.timeout = std::chrono::milliseconds(2000);
+  }
+  void TearDown() override { server_->stop(); }
+
+  std::vector<nlohmann::json> sends() {
+    std::vector<nlohmann::json> out;
+    for (const auto& c : emulator_.calls()) {
+      if (c["path"].get<std::string>().ends_with("/messages")) {
+        out.push_back(c["body"]);
+      }
+    }
+    return out;
+  }
+
+  test::RedisServer redis_server_;
+  redis::RedisClient redis_{redis_server_.options()};
+  emulator::GraphEmulator emulator_{emulator::Options{}};
+  std::unique_ptr<http::Server> server_;
+  Options options_;
+  Limits fast_{1000, 1000, 1000, 1000};
+};
+
+TEST_F(SenderTest, MetaReceivesExactlyTheDocumentedBodyForEveryMessageType) {
+  RateLimiter limiter(redis_, fast_);
+  Sender sender(options_, redis_, limiter, nullptr);
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(test::fixture_path(""))) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with("meta_send_") || name.find("response") != std::string::npos) {
+      continue;
+    }
+    const auto meta = nlohmann::json::parse(test::fixture(name));
+    auto req = parse_request(request_for(meta, "req-" + name));
+    ASSERT_TRUE(req.has_value()) << name << ": " << req.error();
+    auto out = sender.send(*req);
+    ASSERT_TRUE(out.has_value()) << name << ": " << out.error().message;
+    EXPECT_EQ(out->status, "sent");
+    auto got = sends();
+    ASSERT_EQ(got.size(), static_cast<size_t>(n + 1));
+    EXPECT_EQ(got.back(), meta) << name;  // byte-for-byte the documented JSON
+    if (meta.value("status", "") != "read") {
+      EXPECT_TRUE(out->wamid.starts_with("wamid.")) << name;
+    }
+    ++n;
+  }
+  EXPECT_GE(n, 15);
+}
+
+TEST_F(SenderTest, TheSameIdempotencyKeyIsSentOnce) {
+  RateLimiter limiter(redis_, fast_);
+  Sender sender(options_, redis_, limiter, nullptr);
+  auto req = parse_request(request_for(
+      nlohmann::json::parse(test::fixture("meta_send_text_preview_url.json")), "once"));
+  ASSERT_TRUE(req.has_value());
+  auto first = sender.send(*req);
+  ASSERT_TRUE(first.has_value());
+  // Redelivered (another replica, after a crash between Meta's 200 and the commit).
+  Sender other(options_, redis_, limiter, nullptr);
+  auto again = other.send(*req);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->status, "duplicate");
+  EXPECT_EQ(again->wamid, first->wamid);
+  EXPECT_EQ(sends().size(), 1u);
+}
+
+TEST_F(SenderTest, AClaimLeftByACrashedSenderIsNeverSentAgain) {
+  RateLimiter limiter(redis_, fast_);
+  Sender sender(options_, redis_, limiter, nullptr);
+  auto req = parse_request(request_for(
+      nlohmann::json::parse(test::fixture("meta_send_text_preview_url.json")), "crashed"));
+  ASSERT_TRUE(req.has_value());
+  // Another process claimed the key, called Meta, and died before recording the answer.
+  ASSERT_TRUE(redis_.command({"SET", "snd:idem:{crashed}", "pending:deadbeef"}).has_value());
+  auto out = sender.send(*req);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->status, "uncertain");
+  EXPECT_EQ(sends().size(), 0u);
+}
+
+TEST_F(SenderTest, ThrottlingAndServerErrorsRetryPermanentErrorsDoNot) {
+  RateLimiter limiter(redis_, fast_);
+  Sender sender(options_, redis_, limiter, nullptr);
+  auto text = [&](const std::string& id, const std::string& to) {
+    auto j = request_for(nlohmann::json::parse(test::fixture("meta_send_text_preview_url.json")), id);
+    j["to"] = to;
+    return parse_request(j).value();
+  };
+  for (int code : {130429, 131056, 131000}) {
+    emulator::Fault f;
+    f.endpoint = "messages";
+    f.match = "+1555000" + std::to_string(code % 1000);
+    f.error_code = code;
+    emulator_.add_fault(f);
+    const auto req = text("t-" + std::to_string(code), f.match);
+    auto first = sender.send(req);
+    ASSERT_FALSE(first.has_value());
+    EXPECT_EQ(first.error().kind, ErrorKind::kTransient) << code;
+    auto retry = sender.send(req);  // the claim was released: the retry sends
+    ASSERT_TRUE(retry.has_value()) << code << ": " << retry.error().message;
+    EXPECT_EQ(retry->status, "sent");
+  }
+  emulator::Fault down;
+  down.endpoint = "messages";
+  down.http_status = 502;
+  emulator_.add_fault(down);
+  auto five = sender.send(text("t-502", "+15550000502"));
+  ASSERT_FALSE(five.has_value());
+  EXPECT_EQ(five.error().kind, ErrorKind::kTransient);
+  for (int code : {131026, 131047, 131050, 132001}) {
+    emulator::Fault f;
+    f.endpoint = "messages";
+    f.match = "+1666" + std::to_string(code);
+    f.error_code = code;
+    emulator_.add_fault(f);
+    const auto req = text("p-" + std::to_string(code), f.match);
+    auto out = sender.send(req);
+    ASSERT_FALSE(out.has_value());
+    EXPECT_EQ(out.error().kind, ErrorKind::kPermanent) << code;
+    EXPECT_TRUE(out.error().message.starts_with("(#" + std::to_string(code) + ")"));
+    const size_t calls = sends().size();
+    auto again = sender.send(req);  // redelivered: the same failure, Meta not asked again
+    ASSERT_FALSE(again.has_value());
+    EXPECT_EQ(again.error().kind, ErrorKind::kPermanent);
+    EXPECT_EQ(sends().size(), calls);
+  }
+  // A Graph API that does not answer in time: transient.
+  emulator::Fault slow;
+  slow.endpoint = "messages";
+  slow.latency_ms = 2500;
+  emulator_.add_fault(slow);
+  auto timed_out = sender.send(text("t-slow", "+15550009999"));
+  ASSERT_FALSE(timed_out.has_value());
+  EXPECT_EQ(timed_out.error().kind, ErrorKind::kTransient);
+}
+
+TEST_F(SenderTest, ThePairLimitSpacesMessagesToOnePerson) {
+  RateLimiter limiter(redis_, Limits{1000, 1000, 5.0, 1});  // one per 200 ms to a person
+  Sender sender(options_, redis_, limiter, nullptr);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) {
+    auto j = request_for(nlohmann::json::parse(test::fixture("meta_send_text_preview_url.json")),
+                         "pair-" + std::to_string(i));
+    ASSERT_TRUE(sender.send(parse_request(j).value()).has_value());
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(elapsed, std::chrono::milliseconds(4 * 200 - 20));
+  auto calls = emulator_.calls();
+  for (size_t i = 1; i < calls.size(); ++i) {
+    EXPECT_GE(calls[i]["at_ms"].get<int64_t>() - calls[i - 1]["at_ms"].get<int64_t>(), 180);
+  }
+}
+
+TEST_F(SenderTest, ThreeLimitersSharingANumberNeverExceedItsRate) {
+  // Three replicas (own connections), one number limited to 40/s (burst 1), 2 s of backlog.
+  std::atomic<int> granted{0};
+  std::vector<int64_t> at_us;
+  std::mutex mu;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> replicas;
+  for (int r = 0; r < 3; ++r) {
+    replicas.emplace_back([&, r] {
+      redis::RedisClient own(redis_server_.options());
+      RateLimiter limiter(own, Limits{40, 1, 1000, 1000});
+      int i = 0;
+      while (std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) {
+        auto wait = limiter.acquire("pnid-shared", "person-" + std::to_string(r) + "-" +
+                                                       std::to_string(i++));
+        ASSERT_TRUE(wait.has_value());
+        if (wait->count() == 0) {
+          ++granted;
+          std::lock_guard lock(mu);
+          at_us.push_back(std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count());
+        } else {
+          std::this_thread::sleep_for(*wait);
+        }
+      }
+    });
+  }
+  for (auto& t : replicas) {
+    t.join();
+  }
+  // 2 s at 40/s: 80 grants (+1 for the first), and no 1-second span holds more than 41.
+  EXPECT_LE(granted.load(), 82);
+  EXPECT_GE(granted.load(), 72) << "the limiter left capacity unused";
+  std::sort(at_us.begin(), at_us.end());
+  for (size_t i = 0; i < at_us.size(); ++i) {
+    size_t j = i;
+    while (j < at_us.size() && at_us[j] - at_us[i] < 1000000) {
+      ++j;
+    }
+    EXPECT_LE(j - i, 42u) << "more than the limit within one second";
+  }
+}
+
+}  // namespace
+}  // namespace wafleet::sender

@@ -1,0 +1,234 @@
+#include "workers/sender/sender.h"
+
+#include <curl/curl.h>
+
+#include <cmath>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "common/crypto.h"
+
+namespace wafleet::sender {
+namespace {
+
+// KEYS: number budget, pair budget. ARGV: per-key emission interval (µs) and burst.
+// Returns 0 when both budgets allowed (and were charged), else the wait in µs.
+const redis::Script kGcra(R"lua(
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function probe(key, interval, burst)
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local over = new_tat - now - interval * burst
+  return new_tat, over
+end
+local n_tat, n_over = probe(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+local p_tat, p_over = probe(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+local wait = math.max(n_over, p_over)
+if wait > 0 then
+  return wait
+end
+redis.call('SET', KEYS[1], string.format('%.0f', n_tat), 'PX', math.ceil((n_tat - now) / 1000) + 1000)
+redis.call('SET', KEYS[2], string.format('%.0f', p_tat), 'PX', math.ceil((p_tat - now) / 1000) + 1000)
+return 0
+)lua");
+
+size_t append_body(char* ptr, size_t size, size_t nmemb, void* userdata) {
+  static_cast<std::string*>(userdata)->append(ptr, size * nmemb);
+  return size * nmemb;
+}
+
+}  // namespace
+
+bool retriable_code(int code) {
+  static const std::set<int> codes = {1,      2,      4,      80007,  130429, 131000,
+                                      131016, 131056, 131057, 133004, 133016};
+  return codes.contains(code);
+}
+
+RateLimiter::RateLimiter(redis::RedisClient& redis, Limits limits)
+    : redis_(redis), limits_(limits) {}
+
+Result<std::chrono::microseconds> RateLimiter::acquire(const std::string& phone_number_id,
+                                                       const std::string& recipient) {
+  const std::string tag = "snd:rate:{" + phone_number_id + "}";
+  const auto interval = [](double per_second) {
+    return std::to_string(static_cast<int64_t>(std::llround(1e6 / per_second)));
+  };
+  auto r = redis_.eval(kGcra, {tag, tag + ":pair:" + recipient},
+                       {interval(limits_.number_per_second), std::to_string(limits_.number_burst),
+                        interval(limits_.pair_per_second), std::to_string(limits_.pair_burst)});
+  if (!r) {
+    return Unexpected(r.error());
+  }
+  if (r->type != redis::Reply::Type::kInteger) {
+    return Unexpected(Error::transient("rate limiter: unexpected reply " + r->str));
+  }
+  return std::chrono::microseconds(r->integer);
+}
+
+nlohmann::json Outcome::to_result(const Request& r, int attempts, int64_t now_ms) const {
+  nlohmann::json j = {{"request_id", r.request_id},
+                      {"idempotency_key", r.idempotency_key},
+                      {"phone_number_id", r.phone_number_id},
+                      {"type", r.type},
+                      {"status", status},
+                      {"attempts", attempts},
+                      {"at_ms", now_ms}};
+  if (!r.to.empty()) {
+    j["to"] = r.to;
+  }
+  if (!r.recipient.empty()) {
+    j["recipient"] = r.recipient;
+  }
+  if (!wamid.empty()) {
+    j["wamid"] = wamid;
+  }
+  if (error_code != 0 || !error_message.empty()) {
+    j["error"] = {{"code", error_code},
+                  {"message", error_message},
+                  {"retriable", retriable_code(error_code)}};
+  }
+  return j;
+}
+
+Sender::Sender(Options options, redis::RedisClient& redis, RateLimiter& limiter,
+               std::function<bool()> stopping)
+    : options_(std::move(options)),
+      redis_(redis),
+      limiter_(limiter),
+      stopping_(std::move(stopping)),
+      token_(crypto::random_hex(8)) {
+  static std::once_flag init;
+  std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  curl_ = curl_easy_init();
+}
+
+Sender::~Sender() { curl_easy_cleanup(curl_); }
+
+Result<Outcome> Sender::send(const Request& r) {
+  const std::string key = "snd:idem:{" + r.idempotency_key + "}";
+  // 1. Never twice: what happened to this key before?
+  auto prior = redis_.command({"GET", key});
+  if (!prior) {
+    return Unexpected(prior.error());
+  }
+  if (prior->type == redis::Reply::Type::kString) {
+    const std::string& v = prior->str;
+    if (v.starts_with("sent:")) {
+      return Outcome{"duplicate", v.substr(5), 0, "already sent with this idempotency key"};
+    }
+    if (v.starts_with("failed:")) {
+      const size_t colon = v.find(':', 7);
+      Outcome o{"failed", "", 0, v.substr(colon == std::string::npos ? 7 : colon + 1)};
+      try {
+        o.error_code = std::stoi(v.substr(7, colon - 7));
+      } catch (const std::exception&) {
+      }
+      return Unexpected(Error::permanent("(#" + std::to_string(o.error_code) + ") " +
+                                         o.error_message + " [earlier attempt]"));
+    }
+    if (v != "pending:" + token_) {
+      return Outcome{"uncertain", "", 0,
+                     "an earlier attempt may have reached Meta and its answer was not recorded; "
+                     "not sent again (replay with a new idempotency key to send)"};
+    }
+  }
+  // 2. Rate limits, shared by every replica: wait as long as the script says.
+  const std::string who = r.to.empty() ? r.recipient : r.to;
+  for (;;) {
+    auto wait = limiter_.acquire(r.phone_number_id, who);
+    if (!wait) {
+      return Unexpected(wait.error());
+    }
+    if (wait->count() == 0) {
+      break;
+    }
+    if (stopping_ && stopping_()) {
+      return Unexpected(Error::transient("stopping while waiting for the rate limit"));
+    }
+    std::this_thread::sleep_for(std::min(*wait, std::chrono::microseconds(1000000)));
+  }
+  // 3. Claim, then call Meta.
+  auto claim = redis_.command({"SET", key, "pending:" + token_, "NX", "PX",
+                               std::to_string(options_.idempotency_ttl_ms)});
+  if (!claim) {
+    return Unexpected(claim.error());
+  }
+  if (claim->is_nil()) {
+    auto now_value = redis_.command({"GET", key});
+    if (!now_value || now_value->str != "pending:" + token_) {
+      return Unexpected(Error::transient("another sender claimed idempotency key " +
+                                         r.idempotency_key + " just now"));
+    }
+  }
+  return call_graph(r, key);
+}
+
+Result<Outcome> Sender::call_graph(const Request& r, const std::string& key) {
+  CURL* c = static_cast<CURL*>(curl_);
+  curl_easy_reset(c);
+  const std::string url = options_.graph_base + "/" + options_.graph_version + "/" +
+                          r.phone_number_id + "/messages";
+  const std::string body = r.graph_body.dump();
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  headers = curl_slist_append(headers, ("Authorization: Bearer " + options_.access_token).c_str());
+  std::string response;
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "wafleet-sender/0.1");
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
+  const CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(headers);
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  auto release = [&] {
+    (void)redis_.command({"DEL", key});  // Meta did not send: a retry may claim it again
+  };
+  if (rc != CURLE_OK) {
+    // No answer: a connection never made sent nothing; after a timeout Meta may have sent it,
+    // and it is retried like a 5xx all the same (Meta's guidance: retry). That one case can
+    // send twice; every other path cannot.
+    release();
+    return Unexpected(Error::transient(std::string("graph: ") + curl_easy_strerror(rc)));
+  }
+  auto j = nlohmann::json::parse(response, nullptr, false);
+  if (status == 200 && j.is_object()) {
+    std::string wamid;
+    if (j.contains("messages") && j["messages"].is_array() && !j["messages"].empty()) {
+      wamid = j["messages"][0].value("id", "");
+    }
+    // Recorded before anything else: a crash from here on finds "sent".
+    auto rec = redis_.command({"SET", key, "sent:" + wamid, "PX",
+                               std::to_string(options_.idempotency_ttl_ms)});
+    if (!rec) {
+      // Sent, but not recorded: leave the pending claim (a redelivery reports `uncertain`
+      // instead of sending again) and still report the send.
+      return Outcome{"sent", wamid, 0, "sent; recording it in Redis failed"};
+    }
+    return Outcome{"sent", wamid, 0, ""};
+  }
+  int code = 0;
+  std::string message = "HTTP " + std::to_string(status);
+  if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+    code = j["error"].value("code", 0);
+    message = j["error"].value("message", message);
+  }
+  const std::string what = "(#" + std::to_string(code) + ") " + message;
+  if (status >= 500 || status == 429 || retriable_code(code)) {
+    release();
+    return Unexpected(Error::transient(what));
+  }
+  (void)redis_.command({"SET", key, "failed:" + std::to_string(code) + ":" + message, "PX",
+                        std::to_string(options_.idempotency_ttl_ms)});
+  return Unexpected(Error::permanent(what));
+}
+
+}  // namespace wafleet::sender

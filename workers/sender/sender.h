@@ -1,0 +1,89 @@
+#pragma once
+// The sender's core: one wa.outbound request -> rate limit -> Graph API -> outcome, never sent
+// twice. Kafka stays outside (main.cpp runs the consumer loop and produces the results).
+//
+// Never twice (Redis key snd:idem:{<idempotency_key>}):
+//   absent          -> claimed as "pending:<token>" (SET NX) before calling Meta
+//   Meta answered an error -> the claim is released (transient: a retry may claim it again) or
+//                     turned into "failed:<code>" (permanent)
+//   Meta answered 200 -> "sent:<wamid>" at once, before the result is produced and the offset
+//                     committed; a redelivery finds it and republishes the same outcome
+//   "pending:<other token>" (a sender crashed between calling Meta and recording the answer):
+//                     the outcome is unknown, so the request is NOT sent again: outcome
+//                     `uncertain`, dead-lettered for an operator (replay with a new key to send)
+// Keep Redis persistent (AOF) for this guarantee.
+//
+// Rate limits: one Lua GCRA script (Redis TIME, microseconds) checks the business number's
+// budget and the (number, recipient) pair's budget together and takes from both only when both
+// allow; otherwise it answers how long to wait. Every replica shares the same keys.
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/redis.h"
+#include "workers/sender/request.h"
+
+namespace wafleet::sender {
+
+struct Limits {
+  double number_per_second = 70;  // Meta: 80/s per number, inbound included: stay below
+  int number_burst = 10;
+  double pair_per_second = 1.0 / 6;  // Meta: 1 message per 6 s to the same person...
+  int pair_burst = 5;                // ...with a small burst
+};
+
+class RateLimiter {
+ public:
+  RateLimiter(redis::RedisClient& redis, Limits limits);
+  // 0: taken from both budgets; otherwise how long to wait before asking again.
+  Result<std::chrono::microseconds> acquire(const std::string& phone_number_id,
+                                            const std::string& recipient);
+
+ private:
+  redis::RedisClient& redis_;
+  Limits limits_;
+};
+
+struct Options {
+  std::string graph_base = "https://graph.facebook.com";
+  std::string graph_version = "v22.0";
+  std::string access_token;
+  std::chrono::milliseconds timeout{30000};
+  int64_t idempotency_ttl_ms = 7LL * 24 * 3600 * 1000;
+};
+
+struct Outcome {
+  std::string status;  // sent | duplicate | failed | uncertain
+  std::string wamid;
+  int error_code = 0;
+  std::string error_message;
+  nlohmann::json to_result(const Request& r, int attempts, int64_t now_ms) const;
+};
+
+class Sender {
+ public:
+  Sender(Options options, redis::RedisClient& redis, RateLimiter& limiter,
+         std::function<bool()> stopping);
+  ~Sender();
+  // One attempt. Ok: the outcome to publish (sent, duplicate, uncertain). Error: transient
+  // (retry later, nothing was sent) or permanent (Meta refused; the outcome is in the message).
+  Result<Outcome> send(const Request& r);
+
+ private:
+  Result<Outcome> call_graph(const Request& r, const std::string& claim_key);
+  Options options_;
+  redis::RedisClient& redis_;
+  RateLimiter& limiter_;
+  std::function<bool()> stopping_;
+  std::string token_;  // this process's claims
+  void* curl_ = nullptr;
+};
+
+// Graph error codes retried with backoff (contract 5.2, class T).
+bool retriable_code(int code);
+
+}  // namespace wafleet::sender
