@@ -151,7 +151,7 @@ std::optional<Fault> Fault::from_json(const nlohmann::json& j, std::string& erro
     f.match = j.value("match", "");
     f.times = j.value("times", 1);
     f.error_code = j.value("error_code", 0);
-    f.http_status = j.value("http_status", f.error_code != 0 ? 400 : 500);
+    f.http_status = j.value("http_status", 0);
     f.latency_ms = j.value("latency_ms", int64_t{0});
     f.expired_url = j.value("expired_url", false);
     f.wrong_checksum = j.value("wrong_checksum", false);
@@ -310,10 +310,10 @@ http::Response GraphEmulator::media_info(const http::Request& req, const std::st
   if (fault) {
     delay_ms = fault->latency_ms;
     if (fault->error_code != 0) {
-      return graph_error(req, fault->error_code, "", fault->http_status);
+      return graph_error(req, fault->error_code, "", fault->status());
     }
-    if (!fault->expired_url && !fault->wrong_checksum && fault->http_status >= 500) {
-      return graph_error(req, 2, "Service temporarily unavailable", fault->http_status);
+    if (fault->is_error()) {
+      return graph_error(req, 2, "", fault->status());
     }
   }
   std::lock_guard lock(mu_);
@@ -360,8 +360,8 @@ http::Response GraphEmulator::download(const http::Request& req, const std::stri
   auto fault = take_fault("download", id);
   if (fault) {
     delay_ms = fault->latency_ms;
-    if (fault->error_code != 0 || (fault->http_status >= 400 && !fault->oversize)) {
-      return http::make_response(req, fault->http_status, "emulated download fault");
+    if (fault->is_error()) {
+      return http::make_response(req, fault->status(), "emulated download fault");
     }
   }
   std::lock_guard lock(mu_);
@@ -394,11 +394,11 @@ http::Response GraphEmulator::messages(const http::Request& req, const std::stri
   if (fault) {
     delay_ms = fault->latency_ms;
     if (fault->error_code != 0) {
-      return graph_error(req, fault->error_code, "", fault->http_status);
+      return graph_error(req, fault->error_code, "", fault->status());
     }
-    if (fault->http_status >= 500) {
+    if (fault->is_error()) {
       return http::make_json_response(
-          req, fault->http_status,
+          req, fault->status(),
           R"({"error":{"message":"An unexpected error has occurred. Please retry your request later.","type":"OAuthException","is_transient":true,"code":2}})");
     }
   }
@@ -441,7 +441,7 @@ http::Response GraphEmulator::transcription(const http::Request& req, Call& call
   auto fault = take_fault("transcriptions", "");
   if (fault) {
     delay_ms = fault->latency_ms;
-    if (fault->http_status >= 400 || fault->error_code != 0) {
+    if (fault->is_error()) {
       return http::make_json_response(
           req, fault->http_status >= 400 ? fault->http_status : 500,
           R"({"error":{"message":"emulated transcription fault","type":"server_error"}})");

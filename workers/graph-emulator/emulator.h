@@ -40,12 +40,14 @@ struct Fault {
   std::string endpoint;
   std::string match;
   int times = 1;
-  int error_code = 0;       // Graph error code in Meta's error shape (HTTP status below)
-  int http_status = 400;    // for error_code, or a bare status (e.g. 500) when error_code is 0
+  int error_code = 0;   // Graph error code in Meta's error shape (HTTP 400 unless http_status)
+  int http_status = 0;  // an error status (e.g. 500) on its own, or with error_code; 0: none
   int64_t latency_ms = 0;   // answer this much later (a client timeout shorter than it fails)
   bool expired_url = false;   // media: hand out a URL that has already expired
   bool wrong_checksum = false;  // media: report a sha256 that does not match the bytes
   bool oversize = false;        // download: send 1 MiB more bytes than file_size says
+  bool is_error() const { return error_code != 0 || http_status >= 400; }
+  unsigned status() const { return http_status >= 400 ? http_status : 400; }
   nlohmann::json to_json() const;
   static std::optional<Fault> from_json(const nlohmann::json& j, std::string& error);
 };
