@@ -86,7 +86,9 @@ nlohmann::json Outcome::to_result(const Request& r, int attempts, int64_t now_ms
   if (!wamid.empty()) {
     j["wamid"] = wamid;
   }
-  if (error_code != 0 || !error_message.empty()) {
+  if (status == "duplicate") {
+    j["note"] = error_message;  // not an error: the first send stands
+  } else if (error_code != 0 || !error_message.empty()) {
     j["error"] = {{"code", error_code},
                   {"message", error_message},
                   {"retriable", retriable_code(error_code)}};
