@@ -38,7 +38,9 @@ class SenderE2E : public ::testing::Test {
             {"WAFLEET_ACCESS_TOKEN", "e2e-token"},
             {"WAFLEET_GRAPH_BASE", graph_},
             {"WAFLEET_NUMBER_RATE", "40"},
-            {"WAFLEET_BACKOFF_MS", "100"}};
+            {"WAFLEET_BACKOFF_MS", "100"},
+            // These people never wrote: the 24-hour window is tested in the integration tests.
+            {"WAFLEET_ENFORCE_WINDOW", "false"}};
     start_sender();
   }
   void TearDown() override {

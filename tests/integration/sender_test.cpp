@@ -236,5 +236,126 @@ TEST_F(SenderTest, ThreeLimitersSharingANumberNeverExceedItsRate) {
   }
 }
 
+WebhookEvent inbound_text(const std::string& wa_id, const std::string& body, int64_t at_ms,
+                          const std::string& user_id = "") {
+  WebhookEvent e;
+  e.kind = EventKind::kMessage;
+  e.phone_number_id = "106540352242922";
+  e.wa_id = wa_id;
+  e.user_id = user_id;
+  e.type = "text";
+  e.message_id = "wamid.in." + body;
+  e.timestamp = at_ms / 1000;
+  e.raw = {{"type", "text"}, {"text", {{"body", body}}}};
+  return e;
+}
+
+WebhookEvent status(const std::string& wamid, const std::string& value, int64_t ts) {
+  WebhookEvent e;
+  e.kind = EventKind::kStatus;
+  e.phone_number_id = "106540352242922";
+  e.type = value;
+  e.message_id = wamid;
+  e.timestamp = ts;
+  e.raw = {{"id", wamid}, {"status", value}, {"timestamp", std::to_string(ts)}};
+  return e;
+}
+
+TEST_F(SenderTest, FreeFormNeedsTheWindowOpenedByThePersonTemplatesDoNot) {
+  Conversations conv(redis_, PolicyOptions{});
+  RateLimiter limiter(redis_, fast_);
+  int64_t now = 1'800'000'000'000;
+  Sender sender(options_, redis_, limiter, nullptr, &conv, [&] { return now; });
+  auto text = [&](const std::string& id, const std::string& to) {
+    return parse_request({{"request_id", id}, {"phone_number_id", "106540352242922"}, {"to", to},
+                          {"type", "text"}, {"text", {{"body", "hi"}}}})
+        .value();
+  };
+  auto tpl = [&](const std::string& id, const std::string& to) {
+    return parse_request({{"request_id", id}, {"phone_number_id", "106540352242922"}, {"to", to},
+                          {"type", "template"},
+                          {"template", {{"name", "hello_world"}, {"language", {{"code", "en_US"}}}}}})
+        .value();
+  };
+  auto never = sender.send(text("w1", "+1 650 555 1234"));
+  ASSERT_FALSE(never.has_value());
+  EXPECT_EQ(never.error().kind, ErrorKind::kInvalidInput);
+  EXPECT_NE(never.error().message.find("24-hour"), std::string::npos);
+  ASSERT_TRUE(sender.send(tpl("w2", "+16505551234")).has_value()) << "templates pass";
+  // The person writes: the window opens for 24 hours of their message time.
+  ASSERT_TRUE(conv.on_inbound(inbound_text("16505551234", "hello?", now - 3600 * 1000)).has_value());
+  ASSERT_TRUE(sender.send(text("w3", "+1 650 555 1234")).has_value());
+  now += 23LL * 3600 * 1000;  // 24 h after their message
+  auto late = sender.send(text("w4", "+16505551234"));
+  ASSERT_FALSE(late.has_value());
+  EXPECT_NE(late.error().message.find("minutes ago"), std::string::npos);
+  EXPECT_EQ(sends().size(), 2u);
+}
+
+TEST_F(SenderTest, StopOptsOutOnlyRepliesTheyStartReachThem) {
+  Conversations conv(redis_, PolicyOptions{});
+  RateLimiter limiter(redis_, fast_);
+  int64_t now = 1'800'000'000'000;
+  Sender sender(options_, redis_, limiter, nullptr, &conv, [&] { return now; });
+  auto req = [&](const std::string& id, nlohmann::json extra) {
+    nlohmann::json j = {{"request_id", id}, {"phone_number_id", "106540352242922"},
+                        {"recipient", "US.777"}};
+    j.update(extra);
+    return parse_request(j).value();
+  };
+  const nlohmann::json tpl = {{"type", "template"},
+                              {"template", {{"name", "promo"}, {"language", {{"code", "en"}}}}}};
+  const nlohmann::json text = {{"type", "text"}, {"text", {{"body", "ok"}}}};
+  EXPECT_TRUE(conv.is_stop("  stop. "));
+  EXPECT_FALSE(conv.is_stop("please don't stop"));
+  ASSERT_TRUE(conv.on_inbound(inbound_text("", "Stop", now - 1000, "US.777")).has_value());
+  auto promo = sender.send(req("s1", tpl));
+  ASSERT_FALSE(promo.has_value());
+  EXPECT_NE(promo.error().message.find("opted out"), std::string::npos);
+  auto bulk = text;
+  bulk["priority"] = "bulk";
+  EXPECT_FALSE(sender.send(req("s2", bulk)).has_value());
+  // A reply inside the conversation the person started (their STOP opened it) passes.
+  EXPECT_TRUE(sender.send(req("s3", text)).has_value());
+  EXPECT_EQ(sends().size(), 1u);
+  // Meta's 131050 marks a person too.
+  emulator::Fault f;
+  f.endpoint = "messages";
+  f.match = "+15550131050";
+  f.error_code = 131050;
+  emulator_.add_fault(f);
+  auto tpl_to = [&](const std::string& id) {
+    auto j = tpl;
+    j["request_id"] = id;
+    j["phone_number_id"] = "106540352242922";
+    j["to"] = "+15550131050";
+    return parse_request(j).value();
+  };
+  EXPECT_EQ(sender.send(tpl_to("m1")).error().kind, ErrorKind::kPermanent);
+  auto after = sender.send(tpl_to("m2"));
+  ASSERT_FALSE(after.has_value());
+  EXPECT_EQ(after.error().kind, ErrorKind::kInvalidInput) << after.error().message;
+  EXPECT_EQ(sends().size(), 2u) << "the second template reached Meta";
+}
+
+TEST_F(SenderTest, DeliveryStatusesOnlyMoveForward) {
+  Conversations conv(redis_, PolicyOptions{});
+  ASSERT_TRUE(conv.on_status(status("wamid.S", "sent", 100)).has_value());
+  ASSERT_TRUE(conv.on_status(status("wamid.S", "read", 102)).has_value());
+  ASSERT_TRUE(conv.on_status(status("wamid.S", "delivered", 101)).has_value());  // late
+  auto st = Conversations::status_of(redis_, "wamid.S");
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ((*st)["status"], "read");
+  EXPECT_EQ((*st)["at_ms"], 102000);
+  EXPECT_EQ((*st)["seen:delivered"], 101000);  // every status is still remembered
+  ASSERT_TRUE(conv.on_status(status("wamid.S", "played", 103)).has_value());
+  EXPECT_EQ(Conversations::status_of(redis_, "wamid.S")->at("status"), "played");
+  ASSERT_TRUE(conv.on_status(status("wamid.F", "sent", 100)).has_value());
+  ASSERT_TRUE(conv.on_status(status("wamid.F", "failed", 101)).has_value());
+  ASSERT_TRUE(conv.on_status(status("wamid.F", "delivered", 102)).has_value());
+  EXPECT_EQ(Conversations::status_of(redis_, "wamid.F")->at("status"), "failed");
+  EXPECT_TRUE(Conversations::status_of(redis_, "wamid.unknown")->empty());
+}
+
 }  // namespace
 }  // namespace wafleet::sender

@@ -12,6 +12,7 @@
 #include "common/kafka.h"
 #include "common/log.h"
 #include "topics/topics.h"
+#include "workers/sender/conversations.h"
 
 using namespace wafleet;
 
@@ -129,7 +130,34 @@ int main(int argc, char** argv) {
   bool summary = false;
   consume->add_flag("--summary", summary, "one readable line per webhook event");
 
+  // status
+  auto* status_cmd = app.add_subcommand("status", "the delivery status of a sent message (from Redis)");
+  std::string wamid;
+  std::string redis_url = env_or("WAFLEET_REDIS_URL", "redis://127.0.0.1:6379/0");
+  status_cmd->add_option("wamid", wamid, "the message id Meta returned")->required();
+  status_cmd->add_option("--redis-url", redis_url, "Redis (WAFLEET_REDIS_URL)");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (status_cmd->parsed()) {
+    auto opts = redis::parse_url(redis_url);
+    if (!opts) {
+      std::cerr << "wafleet status: WAFLEET_REDIS_URL: " << opts.error().message << "\n";
+      return 2;
+    }
+    redis::RedisClient redis(*opts);
+    auto st = sender::Conversations::status_of(redis, wamid);
+    if (!st) {
+      std::cerr << "wafleet status: " << st.error().message << "\n";
+      return 1;
+    }
+    if (st->empty()) {
+      std::cerr << "wafleet status: no status recorded for " << wamid << "\n";
+      return 3;
+    }
+    std::cout << st->dump(2) << "\n";
+    return 0;
+  }
 
   if (show->parsed()) {
     std::cout << topics::catalogue_json();

@@ -1,5 +1,7 @@
 // wafleet-graph-emulator: Meta's Cloud API as wafleet uses it, locally (emulator.h). Wiring only.
+#include <fstream>
 #include <iostream>
+#include <iterator>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -17,6 +19,7 @@ int main(int argc, char** argv) {
       {"public-base", "", "base of the media download URLs (default http://<listen>)"},
       {"url-ttl-ms", "300000", "media URLs expire after this long (Meta: 5 minutes)"},
       {"http-threads", "2", "HTTP I/O threads"},
+      {"faults", "", "fault rules at start: a JSON array (or @file), as POST /_emulator/faults takes"},
       {"log-level", "info", "debug | info | warn | error"},
   };
   std::vector<std::string> errors;
@@ -26,10 +29,33 @@ int main(int argc, char** argv) {
   eo.access_token = s.get("access-token");
   eo.url_ttl_ms = s.get_int("url-ttl-ms", errors);
   const int threads = static_cast<int>(s.get_int("http-threads", errors));
+  std::vector<emulator::Fault> faults;
+  if (std::string spec = s.get("faults"); !spec.empty()) {
+    if (spec.front() == '@') {
+      std::ifstream in(spec.substr(1));
+      spec.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    auto j = nlohmann::json::parse(spec, nullptr, false);
+    if (!j.is_array()) {
+      errors.push_back("WAFLEET_FAULTS: expected a JSON array of fault rules");
+    } else {
+      for (const auto& rule : j) {
+        std::string why;
+        if (auto f = emulator::Fault::from_json(rule, why)) {
+          faults.push_back(*f);
+        } else {
+          errors.push_back("WAFLEET_FAULTS: " + why);
+        }
+      }
+    }
+  }
   config::exit_if_invalid("wafleet-graph-emulator", errors);
   log::init("graph-emulator", s.get("log-level"), false);
 
   emulator::GraphEmulator emu(eo);
+  for (auto& f : faults) {
+    emu.add_fault(std::move(f));
+  }
   http::ServerOptions so;
   so.host = listen->host;
   so.port = listen->port;

@@ -42,6 +42,10 @@ int main(int argc, char** argv) {
       {"attempts", "6", "tries for transient failures (throttling, 5xx, timeouts)"},
       {"backoff-ms", "1000", "first retry delay, doubling per try up to 60 s"},
       {"request-timeout-ms", "30000", "Graph API call timeout"},
+      {"enforce-window", "true", "refuse free-form messages outside the 24-hour window, and "
+                                  "templates/bulk to people who opted out"},
+      {"stop-keywords", "STOP,UNSUBSCRIBE,STOP ALL,CANCEL,END,QUIT,OPT OUT,OPTOUT",
+       "inbound texts that opt a person out (case-insensitive, whole message)"},
       {"admin-port-file", "", "write the bound admin port here"},
   };
   opts.insert(opts.end(), mine.begin(), mine.end());
@@ -61,6 +65,23 @@ int main(int argc, char** argv) {
   if (limits.number_per_second <= 0 || limits.pair_per_second <= 0 || limits.number_burst < 1 ||
       limits.pair_burst < 1) {
     errors.push_back("rate limits: number-rate, pair-interval-ms > 0; bursts >= 1");
+  }
+  const bool enforce = s.get_bool("enforce-window", errors);
+  sender::PolicyOptions po;
+  po.stop_keywords.clear();
+  {
+    std::string all = s.get("stop-keywords");
+    size_t pos = 0;
+    while (pos <= all.size()) {
+      size_t comma = all.find(',', pos);
+      if (comma == std::string::npos) {
+        comma = all.size();
+      }
+      if (comma > pos) {
+        po.stop_keywords.push_back(all.substr(pos, comma - pos));
+      }
+      pos = comma + 1;
+    }
   }
   kafka::LoopOptions lo;
   lo.worker = "sender";
@@ -134,7 +155,43 @@ int main(int argc, char** argv) {
     loop.stop();
   });
   sender::RateLimiter limiter(redis, limits);
-  sender::Sender core(so, redis, limiter, [&] { return stopping.load(); });
+  redis::RedisClient policy_redis(*redis_opts);
+  sender::Conversations conversations(redis, po);
+  sender::Conversations inbound_side(policy_redis, po);
+  sender::Sender core(so, redis, limiter, [&] { return stopping.load(); },
+                      enforce ? &conversations : nullptr);
+
+  // The inbound side: windows, STOP keywords and delivery statuses, from wa.inbound and
+  // wa.status, in a consumer group of its own (every sender replica shares it).
+  kafka::ConsumerOptions ico;
+  ico.group_id = lo.group_id + "-inbound";
+  ico.topics = {topics::kInbound, topics::kStatus};
+  auto inbound_consumer = kafka::Consumer::create(kc, ico);
+  if (!inbound_consumer) {
+    std::cerr << "wafleet-sender: " << inbound_consumer.error().message << "\n";
+    return 1;
+  }
+  kafka::LoopOptions ilo = lo;
+  ilo.group_id = ico.group_id;
+  ilo.backoff_initial = std::chrono::milliseconds(100);
+  ilo.max_attempts = 20;
+  kafka::ConsumerLoop inbound_loop(**inbound_consumer, **producer, ilo);
+  std::thread inbound_thread([&] {
+    Status st = inbound_loop.run([&](const kafka::Record& r) -> Status {
+      auto doc = json::parse(r.value);
+      auto e = doc.is_discarded() ? Expected<WebhookEvent, std::string>(
+                                        Unexpected(std::string("value is not JSON")))
+                                  : WebhookEvent::from_json(doc);
+      if (!e) {
+        return {};  // the aggregator dead-letters poison inbound records; nothing to learn here
+      }
+      return e->kind == EventKind::kStatus ? inbound_side.on_status(*e) : inbound_side.on_inbound(*e);
+    });
+    if (!st) {
+      log::error("sender.inbound_fatal", {{"reason", st.error().message}});
+      loop.stop();
+    }
+  });
   log::info("worker.started", {{"group", lo.group_id}, {"graph", so.graph_base}});
 
   auto publish = [&](const kafka::Record& r, const nlohmann::json& result) -> Status {
@@ -200,6 +257,9 @@ int main(int argc, char** argv) {
     return publish(r, result);
   };
   Status result = loop.run(handle, give_up);
+  inbound_loop.stop();
+  inbound_thread.join();
+  (*inbound_consumer)->close(std::chrono::seconds(10));
   int exit_code = 0;
   if (!result) {
     log::error("worker.fatal", {{"reason", result.error().message}});

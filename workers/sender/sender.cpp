@@ -97,11 +97,18 @@ nlohmann::json Outcome::to_result(const Request& r, int attempts, int64_t now_ms
 }
 
 Sender::Sender(Options options, redis::RedisClient& redis, RateLimiter& limiter,
-               std::function<bool()> stopping)
+               std::function<bool()> stopping, Conversations* conversations,
+               std::function<int64_t()> now_ms)
     : options_(std::move(options)),
       redis_(redis),
       limiter_(limiter),
       stopping_(std::move(stopping)),
+      conversations_(conversations),
+      now_ms_(now_ms ? std::move(now_ms) : [] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+            .count();
+      }),
       token_(crypto::random_hex(8)) {
   static std::once_flag init;
   std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -138,7 +145,17 @@ Result<Outcome> Sender::send(const Request& r) {
                      "not sent again (replay with a new idempotency key to send)"};
     }
   }
-  // 2. Rate limits, shared by every replica: wait as long as the script says.
+  // 2. The person: inside the 24-hour window for free-form, not opted out.
+  if (conversations_) {
+    auto no = conversations_->refusal(r, now_ms_());
+    if (!no) {
+      return Unexpected(no.error());
+    }
+    if (*no) {
+      return Unexpected(Error::invalid(**no));
+    }
+  }
+  // 3. Rate limits, shared by every replica: wait as long as the script says.
   const std::string who = r.to.empty() ? r.recipient : r.to;
   for (;;) {
     auto wait = limiter_.acquire(r.phone_number_id, who);
@@ -153,7 +170,7 @@ Result<Outcome> Sender::send(const Request& r) {
     }
     std::this_thread::sleep_for(std::min(*wait, std::chrono::microseconds(1000000)));
   }
-  // 3. Claim, then call Meta.
+  // 4. Claim, then call Meta.
   auto claim = redis_.command({"SET", key, "pending:" + token_, "NX", "PX",
                                std::to_string(options_.idempotency_ttl_ms)});
   if (!claim) {
@@ -230,6 +247,12 @@ Result<Outcome> Sender::call_graph(const Request& r, const std::string& key) {
   }
   (void)redis_.command({"SET", key, "failed:" + std::to_string(code) + ":" + message, "PX",
                         std::to_string(options_.idempotency_ttl_ms)});
+  if (code == 131050 && conversations_) {
+    // The person stopped marketing messages: remembered, so the next template is refused here.
+    (void)conversations_->opt_out(r.phone_number_id,
+                                  r.to.empty() ? r.recipient : phone_digits(r.to),
+                                  "Meta error 131050", now_ms_());
+  }
   return Unexpected(Error::permanent(what));
 }
 

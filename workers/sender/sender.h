@@ -25,6 +25,7 @@
 
 #include "common/error.h"
 #include "common/redis.h"
+#include "workers/sender/conversations.h"
 #include "workers/sender/request.h"
 
 namespace wafleet::sender {
@@ -66,11 +67,14 @@ struct Outcome {
 
 class Sender {
  public:
+  // conversations: the 24-hour window and opt-out policy; nullptr = not enforced.
   Sender(Options options, redis::RedisClient& redis, RateLimiter& limiter,
-         std::function<bool()> stopping);
+         std::function<bool()> stopping, Conversations* conversations = nullptr,
+         std::function<int64_t()> now_ms = nullptr);
   ~Sender();
   // One attempt. Ok: the outcome to publish (sent, duplicate, uncertain). Error: transient
-  // (retry later, nothing was sent) or permanent (Meta refused; the outcome is in the message).
+  // (retry later, nothing was sent), permanent (Meta refused; the outcome is in the message)
+  // or invalid input (refused before Meta: outside the window, opted out).
   Result<Outcome> send(const Request& r);
 
  private:
@@ -79,6 +83,8 @@ class Sender {
   redis::RedisClient& redis_;
   RateLimiter& limiter_;
   std::function<bool()> stopping_;
+  Conversations* conversations_;
+  std::function<int64_t()> now_ms_;
   std::string token_;  // this process's claims
   void* curl_ = nullptr;
 };
