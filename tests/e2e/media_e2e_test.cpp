@@ -228,5 +228,42 @@ TEST_F(MediaE2E, MediaWorkerKilledMidDownloadStoresEverythingOnce) {
   EXPECT_EQ(stored_files(), 4u) << "a file was stored twice";
 }
 
+TEST_F(MediaE2E, MediaThatCannotBeFetchedIsMarkedFailedInTheTurnAndDeadLettered) {
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  const std::string pnid = "7" + std::to_string(100000 + std::rand() % 800000);
+  const std::string from = "15550102003";
+  send(pnid, {{"from", from}, {"id", "wamid.t.gone." + pnid}, {"timestamp", "1750000000"},
+              {"type", "text"}, {"text", {{"body", "here is the receipt"}}}});
+  // Meta no longer has this media id (they expire after 7 days): a permanent Graph error 100.
+  nlohmann::json gone = {{"id", "no-such-media-" + pnid}, {"sha256_base64", ""}};
+  send(pnid, media_message(from, "wamid.p.gone." + pnid, "image", gone, "image/jpeg"));
+  auto turns = turns_for(pnid, 1);
+  ASSERT_EQ(turns.size(), 1u);
+  const auto& items = turns[0]["items"];
+  ASSERT_EQ(items.size(), 2u) << turns[0].dump(2);
+  EXPECT_EQ(items[1]["media"]["status"], "failed");
+  EXPECT_NE(items[1]["media"].value("reason", "").find("Graph error 100"), std::string::npos)
+      << items[1].dump(2);
+  // The message itself is in the DLQ for a replay, with the media worker's headers.
+  auto dlq = test::consume_until(brokers_, {topics::kDlq}, [&](const auto& rs) {
+    for (const auto& r : rs) {
+      if (r.value.find("wamid.p.gone." + pnid) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  });
+  const kafka::Record* dead = nullptr;
+  for (const auto& r : dlq) {
+    if (r.value.find("wamid.p.gone." + pnid) != std::string::npos) {
+      dead = &r;
+    }
+  }
+  ASSERT_NE(dead, nullptr);
+  EXPECT_EQ(dead->header("dlq.worker"), "media");
+  EXPECT_EQ(dead->header("dlq.original.topic"), topics::kInbound);
+  EXPECT_EQ(dead->header("dlq.error.class"), "permanent");
+}
+
 }  // namespace
 }  // namespace wafleet
