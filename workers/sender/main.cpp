@@ -104,7 +104,9 @@ int main(int argc, char** argv) {
   log::info("worker.starting", {{"config", effective}});
 
   kafka::ClientConfig kc{s.get("kafka-brokers"), "wafleet-sender", s.kafka_properties()};
-  auto producer = kafka::Producer::create(kc);
+  kafka::ProducerOptions producer_options;
+  producer_options.linger_ms = 0;  // one result at a time, each awaited: do not wait to batch
+  auto producer = kafka::Producer::create(kc, producer_options);
   if (!producer) {
     std::cerr << "wafleet-sender: " << producer.error().message << "\n";
     return 1;
