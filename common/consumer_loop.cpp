@@ -5,6 +5,7 @@
 #include <future>
 #include <thread>
 
+#include "common/dead_letter.h"
 #include "common/log.h"
 
 namespace wafleet::kafka {
@@ -26,32 +27,12 @@ Status ConsumerLoop::dead_letter(const Record& r, const Error& e, int attempts, 
   return s;
 }
 
-Status produce_dead_letter(Producer& producer, const LoopOptions& options_, const Record& r,
+Status produce_dead_letter(Producer& producer, const LoopOptions& options, const Record& r,
                            const Error& e, int attempts, int64_t first_ms,
                            const std::string& stage) {
-  Headers h = {{"dlq.original.topic", r.topic},
-               {"dlq.original.partition", std::to_string(r.partition)},
-               {"dlq.original.offset", std::to_string(r.offset)},
-               {"dlq.original.timestamp.ms", std::to_string(r.timestamp_ms)},
-               {"dlq.original.key", r.key},
-               {"dlq.original.group", options_.group_id},
-               {"dlq.worker", options_.worker},
-               {"dlq.stage", stage},
-               {"dlq.error.class", to_string(e.kind)},
-               {"dlq.error.message", e.message},
-               {"dlq.attempts", std::to_string(attempts)},
-               {"dlq.first.failure.ms", std::to_string(first_ms)},
-               {"dlq.last.failure.ms", std::to_string(now_ms())}};
-  if (auto tp = r.header("traceparent")) {
-    h.emplace_back("traceparent", *tp);
-  }
-  // The original headers travel too, so a replay can restore them.
-  for (const auto& [k, v] : r.headers) {
-    if (k != "traceparent" && k.rfind("dlq.", 0) != 0) {
-      h.emplace_back("dlq.original.header." + k, v);
-    }
-  }
-  Status s = produce_and_wait(producer, options_.dlq_topic, r.key, r.value, h);
+  const Headers h = dlq::to_headers(dlq::describe(r, options.group_id, options.worker, stage, e,
+                                                  attempts, first_ms, now_ms()));
+  Status s = produce_and_wait(producer, options.dlq_topic, r.key, r.value, h);
   if (s) {
     log::warn("record.dead_lettered", {{"topic", r.topic},
                                        {"partition", r.partition},

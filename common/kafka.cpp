@@ -238,6 +238,34 @@ std::optional<std::string> Record::header(const std::string& name) const {
   return std::nullopt;
 }
 
+Record to_record(const rd_kafka_message_t* msg) {
+  Record r;
+  r.topic = rd_kafka_topic_name(msg->rkt);
+  r.partition = msg->partition;
+  r.offset = msg->offset;
+  if (msg->key != nullptr) {
+    r.key.assign(static_cast<const char*>(msg->key), msg->key_len);
+  }
+  if (msg->payload != nullptr) {
+    r.value.assign(static_cast<const char*>(msg->payload), msg->len);
+  }
+  rd_kafka_timestamp_type_t tstype;
+  r.timestamp_ms = rd_kafka_message_timestamp(const_cast<rd_kafka_message_t*>(msg), &tstype);
+  rd_kafka_headers_t* hdrs = nullptr;
+  if (rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(msg), &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name = nullptr;
+    const void* val = nullptr;
+    size_t size = 0;
+    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
+                       RD_KAFKA_RESP_ERR_NO_ERROR;
+         ++i) {
+      r.headers.emplace_back(name, val != nullptr ? std::string(static_cast<const char*>(val), size)
+                                                  : std::string{});
+    }
+  }
+  return r;
+}
+
 struct RebalanceBridge {
   RebalanceListener* listener = nullptr;
 };
@@ -361,31 +389,7 @@ Result<std::optional<Record>> Consumer::poll(std::chrono::milliseconds timeout) 
                                  {"reason", rd_kafka_message_errstr(msg.get())}});
     return std::optional<Record>{};
   }
-  Record r;
-  r.topic = rd_kafka_topic_name(msg->rkt);
-  r.partition = msg->partition;
-  r.offset = msg->offset;
-  if (msg->key != nullptr) {
-    r.key.assign(static_cast<const char*>(msg->key), msg->key_len);
-  }
-  if (msg->payload != nullptr) {
-    r.value.assign(static_cast<const char*>(msg->payload), msg->len);
-  }
-  rd_kafka_timestamp_type_t tstype;
-  r.timestamp_ms = rd_kafka_message_timestamp(msg.get(), &tstype);
-  rd_kafka_headers_t* hdrs = nullptr;
-  if (rd_kafka_message_headers(msg.get(), &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-    const char* name = nullptr;
-    const void* val = nullptr;
-    size_t size = 0;
-    for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &val, &size) ==
-                       RD_KAFKA_RESP_ERR_NO_ERROR;
-         ++i) {
-      r.headers.emplace_back(name, val != nullptr ? std::string(static_cast<const char*>(val), size)
-                                                  : std::string{});
-    }
-  }
-  return std::optional<Record>(std::move(r));
+  return std::optional<Record>(to_record(msg.get()));
 }
 
 Status Consumer::store_offset(const std::string& topic, int32_t partition, int64_t next_offset) {
@@ -577,6 +581,87 @@ Result<std::map<std::string, int32_t>> list_topics(const ClientConfig& config,
   }
   rd_kafka_metadata_destroy(md);
   return out;
+}
+
+Status read_topic(const ClientConfig& config, const std::string& topic,
+                  const std::function<bool(const Record&)>& on_record,
+                  std::chrono::milliseconds timeout) {
+  auto topics = list_topics(config, timeout);
+  if (!topics) {
+    return Unexpected(topics.error());
+  }
+  auto found = topics->find(topic);
+  if (found == topics->end()) {
+    return Unexpected(Error::permanent("topic " + topic + " does not exist"));
+  }
+  auto conf = make_conf(config, {{"group.id", "wafleet-reader"},
+                                 {"enable.auto.commit", "false"},
+                                 {"enable.partition.eof", "false"},
+                                 {"fetch.wait.max.ms", "100"}});
+  if (!conf) {
+    return Unexpected(conf.error());
+  }
+  char errstr[512];
+  rd_kafka_t* raw = rd_kafka_new(RD_KAFKA_CONSUMER, conf->get(), errstr, sizeof errstr);
+  if (raw == nullptr) {
+    return Unexpected(Error::fatal(std::string("kafka reader: ") + errstr));
+  }
+  conf->release();
+  HandlePtr rk(raw);
+  rd_kafka_poll_set_consumer(rk.get());
+  // Where each partition ends now: records produced after this are not read.
+  std::map<int32_t, int64_t> end;
+  PartitionListPtr assign(rd_kafka_topic_partition_list_new(found->second));
+  for (int32_t p = 0; p < found->second; ++p) {
+    int64_t low = 0;
+    int64_t high = 0;
+    if (auto err = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &low, &high,
+                                                    static_cast<int>(timeout.count()));
+        err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return Unexpected(map_error(err, "watermarks of " + topic));
+    }
+    if (high > low) {
+      end[p] = high;
+      rd_kafka_topic_partition_list_add(assign.get(), topic.c_str(), p)->offset = low;
+    }
+  }
+  if (end.empty()) {
+    return {};
+  }
+  if (auto err = rd_kafka_assign(rk.get(), assign.get()); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unexpected(map_error(err, "assign"));
+  }
+  auto last_progress = std::chrono::steady_clock::now();
+  while (!end.empty()) {
+    if (std::chrono::steady_clock::now() - last_progress > timeout) {
+      return Unexpected(Error::transient("reading " + topic + " stalled for " +
+                                         std::to_string(timeout.count()) + " ms"));
+    }
+    MessagePtr msg(rd_kafka_consumer_poll(rk.get(), 100));
+    if (!msg) {
+      continue;
+    }
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (msg->err == RD_KAFKA_RESP_ERR__FATAL || msg->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+        return Unexpected(map_error(msg->err, "reading " + topic));
+      }
+      continue;
+    }
+    last_progress = std::chrono::steady_clock::now();
+    auto e = end.find(msg->partition);
+    if (e == end.end() || msg->offset >= e->second) {
+      continue;
+    }
+    const bool more = on_record(to_record(msg.get()));
+    if (msg->offset + 1 >= e->second) {
+      end.erase(e);
+    }
+    if (!more) {
+      break;
+    }
+  }
+  rd_kafka_assign(rk.get(), nullptr);
+  return {};
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -155,6 +155,14 @@ class Consumer {
   std::unique_ptr<struct RebalanceBridge> bridge_;
 };
 
+// Reads a topic as it stands: every partition from its first record to its high watermark at
+// the start (records produced meanwhile are not read), in offset order per partition, with no
+// consumer group and nothing committed. on_record returns false to stop early. For inspection
+// tools (`wafleet dlq`).
+Status read_topic(const ClientConfig& config, const std::string& topic,
+                  const std::function<bool(const Record&)>& on_record,
+                  std::chrono::milliseconds timeout);
+
 // Admin: creates topics (no-op for existing ones with the same partition count).
 struct TopicRequest {
   std::string name;

@@ -32,5 +32,7 @@ inline constexpr const char* kOutbound = "wa.outbound";
 inline constexpr const char* kOutboundResults = "wa.outbound.results";
 inline constexpr const char* kBulkCommands = "wa.bulk.commands";
 inline constexpr const char* kDlq = "wa.dlq";
+inline constexpr const char* kDlqParked = "wa.dlq.parked";
+inline constexpr const char* kDlqAudit = "wa.dlq.audit";
 
 }  // namespace wafleet::topics

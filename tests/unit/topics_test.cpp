@@ -21,7 +21,7 @@ TEST(Topics, CatalogueHoldsEveryDesignTopicOnce) {
     EXPECT_FALSE(t.schema.empty()) << t.name;
   }
   for (const char* n : {kInbound, kStatus, kAccountEvents, kMedia, kTurns, kOutbound,
-                        kOutboundResults, kBulkCommands, kDlq}) {
+                        kOutboundResults, kBulkCommands, kDlq, kDlqParked, kDlqAudit}) {
     EXPECT_TRUE(names.count(n)) << n;
   }
 }

@@ -5,6 +5,7 @@
 #include <future>
 #include <set>
 
+#include "common/dead_letter.h"
 #include "common/json_util.h"
 #include "common/log.h"
 #include "workers/aggregator/turn.h"
@@ -252,7 +253,7 @@ Status Engine::handle(const kafka::Record& r) {
       replay_skipped_->Increment();  // an emitted turn holds it: rebuilding would split it
     } else {
       messages_->Increment();
-      close(r.partition, st.windows.add(std::move(event).value(), r.offset));
+      close(r.partition, st.windows.add(std::move(event).value(), r.offset, dlq::replay_count_of(r)));
     }
     close(r.partition, st.windows.advance_event_time(t, options_.timer_grace_ms));
   }

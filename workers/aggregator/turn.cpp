@@ -83,8 +83,15 @@ Json item_for(const Buffered& b) {
 }  // namespace
 
 std::string turn_id(const Window& w) {
-  const std::string first = w.messages.empty() ? std::string{} : w.messages.front().event.event_id;
-  return crypto::sha256_hex(w.conversation_key + "\n" + first).substr(0, 32);
+  if (w.messages.empty()) {
+    return crypto::sha256_hex(w.conversation_key + "\n").substr(0, 32);
+  }
+  const Buffered& first = w.messages.front();
+  // A replayed dead letter opens a turn of its own: the earlier turn of that message (e.g. with
+  // its media marked failed) must not make the corrected one look like a duplicate.
+  const std::string replay = first.replay > 0 ? "\nreplay:" + std::to_string(first.replay) : "";
+  return crypto::sha256_hex(w.conversation_key + "\n" + first.event.event_id + replay)
+      .substr(0, 32);
 }
 
 nlohmann::json build_turn(const Window& w, const Config& c, int32_t partition,
@@ -100,8 +107,12 @@ nlohmann::json build_turn(const Window& w, const Config& c, int32_t partition,
   Json ids = Json::array();
   Json raws = Json::array();
   Json dropped = Json::array();
+  Json replayed = Json::array();
   for (const Buffered* b : ordered) {
     ids.push_back(b->event.message_id);
+    if (b->replay > 0) {
+      replayed.push_back(b->event.message_id);
+    }
     raws.push_back(b->event.raw);
     const std::string& type = b->event.type;
     if ((type == "reaction" && !c.keep_reactions) || (type == "sticker" && !c.keep_stickers)) {
@@ -153,6 +164,9 @@ nlohmann::json build_turn(const Window& w, const Config& c, int32_t partition,
       {"messages", raws},
       {"trace_id", first.trace_id},
   };
+  if (!replayed.empty()) {
+    turn["replayed_message_ids"] = std::move(replayed);  // sent back from the DLQ
+  }
   return turn;
 }
 

@@ -68,7 +68,7 @@ void WindowSet::finalize(Window& w) const {
   }
 }
 
-std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
+std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset, int replay) {
   std::vector<Window> closed;
   const std::string key = event.conversation_key;
   const int64_t t = event.received_at_ms;
@@ -102,6 +102,7 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset) {
   w.last_ms = std::max(w.last_ms, t);
   Buffered b;
   b.offset = offset;
+  b.replay = replay;
   b.media = config_.join_media && is_media_type(event.type) ? MediaState::kPending
                                                             : MediaState::kNone;
   if (b.media == MediaState::kPending) {

@@ -42,6 +42,7 @@ struct Buffered {
   MediaState media = MediaState::kNone;
   nlohmann::json media_record;  // the wa.media record (stored or failed), when there is one
   int64_t media_offset = -1;    // its offset on wa.media
+  int replay = 0;               // wafleet.replay.count of its record: 0 unless a DLQ replay
 };
 
 struct Window {
@@ -69,7 +70,9 @@ class WindowSet {
   // max_messages) are returned in close order. A message already buffered (same event_id,
   // a redelivery) is ignored. Messages the config drops (reactions, stickers) still count for
   // timing but do not become items.
-  std::vector<Window> add(WebhookEvent event, int64_t offset);
+  // replay: the record's wafleet.replay.count (a dead letter sent back): such a message makes
+  // a turn of its own even when an earlier turn held it, with a turn id of its own.
+  std::vector<Window> add(WebhookEvent event, int64_t offset, int replay = 0);
 
   // A wa.media record (stored or failed) at `media_offset` of the co-partitioned wa.media.
   // For a message not buffered yet (the media worker was faster than this consumer) it is

@@ -1,4 +1,4 @@
-// wafleet: the admin CLI. Subcommands: topics (apply, list), send-webhook, consume.
+// wafleet: the admin CLI. Subcommands: topics (apply, list), send-webhook, consume, status, dlq.
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -12,6 +12,7 @@
 #include "common/kafka.h"
 #include "common/log.h"
 #include "topics/topics.h"
+#include "workers/cli/dlq.h"
 #include "workers/sender/conversations.h"
 
 using namespace wafleet;
@@ -137,6 +138,9 @@ int main(int argc, char** argv) {
   status_cmd->add_option("wamid", wamid, "the message id Meta returned")->required();
   status_cmd->add_option("--redis-url", redis_url, "Redis (WAFLEET_REDIS_URL)");
 
+  cli::DlqArgs dlq_args;
+  cli::add_dlq_commands(app, dlq_args);
+
   CLI11_PARSE(app, argc, argv);
 
   if (status_cmd->parsed()) {
@@ -163,7 +167,7 @@ int main(int argc, char** argv) {
     std::cout << topics::catalogue_json();
     return 0;
   }
-  if (apply->parsed() || list->parsed() || consume->parsed()) {
+  if (apply->parsed() || list->parsed() || consume->parsed() || cli::dlq_parsed(dlq_args)) {
     brokers = brokers_from(brokers, bootstrap_file);
     if (brokers.empty()) {
       std::cerr << "wafleet: set WAFLEET_KAFKA_BROKERS or --kafka-brokers\n";
@@ -171,6 +175,9 @@ int main(int argc, char** argv) {
     }
   }
   kafka::ClientConfig kc{brokers, "wafleet-cli", kafka_props_from_env()};
+  if (cli::dlq_parsed(dlq_args)) {
+    return cli::run_dlq(dlq_args, kc);
+  }
 
   if (apply->parsed()) {
     std::vector<kafka::TopicRequest> reqs;

@@ -212,7 +212,12 @@ int main(int argc, char** argv) {
   auto handle = [&](const kafka::Record& r) -> Status {
     auto ref = decode(r);
     if (!ref) {
-      return Unexpected(ref.error());
+      // Not a webhook event at all: the aggregator dead-letters it (one dead letter per poison
+      // record, so one replay brings it back once); nothing here to download.
+      log::warn("media.undecodable", {{"partition", r.partition},
+                                      {"offset", r.offset},
+                                      {"reason", ref.error().message}});
+      return {};
     }
     if (!*ref) {
       return {};

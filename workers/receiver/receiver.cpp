@@ -1,11 +1,13 @@
 #include "workers/receiver/receiver.h"
 
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <unordered_set>
 
 #include "common/crypto.h"
+#include "common/dead_letter.h"
 #include "common/json_util.h"
 #include "common/log.h"
 #include "topics/topics.h"
@@ -378,24 +380,29 @@ void Receiver::handle_eum(http::Request&& req, http::Responder respond) {
 void Receiver::dead_letter(const http::Request& req, const std::string& path,
                            const std::string& reason, const std::string& trace_id,
                            http::Responder respond) {
-  const std::string now = std::to_string(now_ms_());
+  const int64_t now = now_ms_();
+  dlq::DeadLetter d;
+  d.original_topic = "http:" + path;
+  d.original_timestamp_ms = now;
+  d.worker = "receiver";
+  d.stage = "parse";
+  d.error_class = to_string(ErrorKind::kInvalidInput);
+  d.error_message = reason;
+  d.first_failure_ms = now;
+  d.last_failure_ms = now;
+  d.trace_id = trace_id;
+  // A replay (`wafleet dlq replay` posts the body again, signed) says which one it is.
+  const std::string replay = header(req, "X-Wafleet-Replay");
+  if (int n = 0;
+      std::from_chars(replay.data(), replay.data() + replay.size(), n).ec == std::errc{}) {
+    d.replay_count = n;
+  }
+  d.extra = {{"dlq.http.content_type", header(req, "Content-Type")},
+             {"dlq.http.signature_verified", "true"}};
   OutRecord r;
   r.topic = topics::kDlq;
   r.value = req.body();
-  r.headers = {{"dlq.original.topic", "http:" + path},
-               {"dlq.original.partition", "-1"},
-               {"dlq.original.offset", "-1"},
-               {"dlq.original.key", ""},
-               {"dlq.worker", "receiver"},
-               {"dlq.stage", "parse"},
-               {"dlq.error.class", "invalid_input"},
-               {"dlq.error.message", reason},
-               {"dlq.attempts", "1"},
-               {"dlq.first.failure.ms", now},
-               {"dlq.last.failure.ms", now},
-               {"dlq.http.content_type", header(req, "Content-Type")},
-               {"dlq.http.signature_verified", "true"},
-               {"traceparent", make_traceparent(trace_id)}};
+  r.headers = dlq::to_headers(d);
   auto shared_req = std::make_shared<http::Request>(req);
   log::warn("record.dead_lettered",
             {{"stage", "parse"}, {"path", path}, {"reason", reason}, {"bytes", req.body().size()}});

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/config.h"
 #include "common/consumer_loop.h"
+#include "common/dead_letter.h"
 #include "common/json_util.h"
 #include "common/kafka.h"
 #include "common/log.h"
@@ -211,7 +212,7 @@ int main(int argc, char** argv) {
       return Unexpected(Error::invalid(req.error()));
     }
     const int attempt = ++attempts[{r.partition, r.offset}];
-    auto out = core.send(*req);
+    auto out = core.send(*req, dlq::replay_count_of(r) > 0);
     if (!out) {
       log::warn("sender.attempt_failed", {{"request_id", req->request_id},
                                           {"attempt", attempt},

@@ -117,7 +117,7 @@ Sender::Sender(Options options, redis::RedisClient& redis, RateLimiter& limiter,
 
 Sender::~Sender() { curl_easy_cleanup(curl_); }
 
-Result<Outcome> Sender::send(const Request& r) {
+Result<Outcome> Sender::send(const Request& r, bool replay) {
   const std::string key = "snd:idem:{" + r.idempotency_key + "}";
   // 1. Never twice: what happened to this key before?
   auto prior = redis_.command({"GET", key});
@@ -129,7 +129,13 @@ Result<Outcome> Sender::send(const Request& r) {
     if (v.starts_with("sent:")) {
       return Outcome{"duplicate", v.substr(5), 0, "already sent with this idempotency key"};
     }
-    if (v.starts_with("failed:")) {
+    if (v.starts_with("failed:") && replay) {
+      // Meta refused it last time, so nothing was sent: the replay may try again.
+      auto cleared = redis_.command({"DEL", key});
+      if (!cleared) {
+        return Unexpected(cleared.error());
+      }
+    } else if (v.starts_with("failed:")) {
       const size_t colon = v.find(':', 7);
       Outcome o{"failed", "", 0, v.substr(colon == std::string::npos ? 7 : colon + 1)};
       try {
@@ -139,7 +145,7 @@ Result<Outcome> Sender::send(const Request& r) {
       return Unexpected(Error::permanent("(#" + std::to_string(o.error_code) + ") " +
                                          o.error_message + " [earlier attempt]"));
     }
-    if (v != "pending:" + token_) {
+    if (!v.starts_with("failed:") && v != "pending:" + token_) {
       return Outcome{"uncertain", "", 0,
                      "an earlier attempt may have reached Meta and its answer was not recorded; "
                      "not sent again (replay with a new idempotency key to send)"};

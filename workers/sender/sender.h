@@ -75,7 +75,9 @@ class Sender {
   // One attempt. Ok: the outcome to publish (sent, duplicate, uncertain). Error: transient
   // (retry later, nothing was sent), permanent (Meta refused; the outcome is in the message)
   // or invalid input (refused before Meta: outside the window, opted out).
-  Result<Outcome> send(const Request& r);
+  // replay: the request came back from the DLQ (`wafleet dlq replay`). One that failed before
+  // is tried again (Meta did not send it); one that was sent stays a duplicate.
+  Result<Outcome> send(const Request& r, bool replay = false);
 
  private:
   Result<Outcome> call_graph(const Request& r, const std::string& claim_key);
