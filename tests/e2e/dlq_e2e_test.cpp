@@ -82,7 +82,8 @@ class DlqE2E : public ::testing::Test {
   // The CLI, as an operator runs it.
   int cli(const std::string& args, std::string& out) {
     return test::run_command("WAFLEET_KAFKA_BROKERS=" + brokers_ + " WAFLEET_REDIS_URL=" +
-                                 redis_.url() + " " + kBin + "/wafleet " + args + " </dev/null",
+                                 redis_.url() + " WAFLEET_APP_SECRET=" + kSecret + " " + kBin +
+                                 "/wafleet " + args + " </dev/null",
                              out);
   }
 
@@ -367,6 +368,38 @@ TEST_F(DlqE2E, TheReplayWorkerHealsATransientFailureByItselfAndLeavesTheRestAlon
   EXPECT_NE(out.find("media/handle  transient"), std::string::npos) << out;
   EXPECT_NE(out.find("replayed:wa.inbound"), std::string::npos) << out;
   EXPECT_NE(out.find("waiting"), std::string::npos) << "the poison is still waiting: " << out;
+}
+
+TEST_F(DlqE2E, AWebhookTheReceiverCouldNotParseIsPostedAgainSignedOnReplay) {
+  const std::string body = R"({"object":"whatsapp_business_account","entry":"not a list"})";
+  auto r = http::fetch("POST", url_,
+                       {{"Content-Type", "application/json"},
+                        {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex(kSecret, body)}},
+                       body, std::chrono::seconds(10));
+  ASSERT_TRUE(r && r->status == 200) << "signed but unparseable: kept, and Meta gets its 200";
+  auto dlq = dead_letters(1);
+  ASSERT_EQ(dlq.size(), 1u);
+  auto d = dlq::from_headers(dlq[0].headers);
+  ASSERT_TRUE(d) << d.error();
+  EXPECT_EQ(dlq[0].value, body);
+  EXPECT_EQ(d->original_topic, "http:/webhook");
+  EXPECT_EQ(d->worker, "receiver");
+  EXPECT_EQ(d->error_class, "invalid_input");
+  EXPECT_GT(d->original_timestamp_ms, 0);
+  std::string out;
+  // Without a receiver to post to, it is named, not dropped.
+  ASSERT_EQ(cli("dlq replay --worker receiver --dry-run", out), 0) << out;
+  EXPECT_NE(out.find("needs --receiver-url"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"unreplayable\":1"), std::string::npos) << out;
+  // Posted again, signed with the app secret: the receiver takes it (and, still unparseable,
+  // dead-letters it once more, counting the replay).
+  const std::string base = url_.substr(0, url_.size() - std::string("/webhook").size());
+  ASSERT_EQ(cli("dlq replay --worker receiver --receiver-url " + base, out), 0) << out;
+  EXPECT_NE(out.find("\"replayed\":1"), std::string::npos) << out;
+  auto again = dead_letters(2);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[1].value, body);
+  EXPECT_EQ(again[1].header("dlq.replay.count"), "1");
 }
 
 }  // namespace

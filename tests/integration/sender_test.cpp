@@ -119,6 +119,45 @@ TEST_F(SenderTest, AClaimLeftByACrashedSenderIsNeverSentAgain) {
   EXPECT_EQ(sends().size(), 0u);
 }
 
+TEST_F(SenderTest, AReplayFromTheDlqRetriesWhatFailedAndNeverWhatWasSent) {
+  RateLimiter limiter(redis_, fast_);
+  Sender sender(options_, redis_, limiter, nullptr);
+  auto text = [&](const std::string& id, const std::string& to) {
+    auto j = request_for(nlohmann::json::parse(test::fixture("meta_send_text_preview_url.json")), id);
+    j["to"] = to;
+    return parse_request(j).value();
+  };
+  // Meta refused it (the person was unreachable then): failed, dead-lettered.
+  emulator::Fault f;
+  f.endpoint = "messages";
+  f.match = "+15557770001";
+  f.error_code = 131026;
+  emulator_.add_fault(f);
+  const auto failed = text("replay-failed", "+15557770001");
+  ASSERT_FALSE(sender.send(failed).has_value());
+  ASSERT_EQ(sends().size(), 1u);
+  // Redelivered (not a replay): the same failure, Meta not asked again.
+  ASSERT_FALSE(sender.send(failed).has_value());
+  ASSERT_EQ(sends().size(), 1u);
+  // Replayed once the cause is gone: sent.
+  auto replayed = sender.send(failed, /*replay=*/true);
+  ASSERT_TRUE(replayed.has_value()) << replayed.error().message;
+  EXPECT_EQ(replayed->status, "sent");
+  EXPECT_EQ(sends().size(), 2u);
+  // A replay of a request that was sent: a duplicate, never a second message.
+  auto twice = sender.send(failed, /*replay=*/true);
+  ASSERT_TRUE(twice.has_value());
+  EXPECT_EQ(twice->status, "duplicate");
+  EXPECT_EQ(twice->wamid, replayed->wamid);
+  EXPECT_EQ(sends().size(), 2u);
+  // A replay of an uncertain outcome (a crash after the call): still not sent again.
+  ASSERT_TRUE(redis_.command({"SET", "snd:idem:{replay-uncertain}", "pending:deadbeef"}));
+  auto uncertain = sender.send(text("replay-uncertain", "+15557770002"), /*replay=*/true);
+  ASSERT_TRUE(uncertain.has_value());
+  EXPECT_EQ(uncertain->status, "uncertain");
+  EXPECT_EQ(sends().size(), 2u);
+}
+
 TEST_F(SenderTest, ThrottlingAndServerErrorsRetryPermanentErrorsDoNot) {
   RateLimiter limiter(redis_, fast_);
   Sender sender(options_, redis_, limiter, nullptr);
