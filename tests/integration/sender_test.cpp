@@ -158,6 +158,25 @@ TEST_F(SenderTest, AReplayFromTheDlqRetriesWhatFailedAndNeverWhatWasSent) {
   EXPECT_EQ(sends().size(), 2u);
 }
 
+TEST_F(SenderTest, ReceiptsAreNotHeldByThePairLimit) {
+  // One message per 6 s to a person; read receipts are not messages to anyone.
+  RateLimiter limiter(redis_, Limits{1000, 1000, 1.0 / 6, 1});
+  Sender sender(options_, redis_, limiter, nullptr);
+  const auto started = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) {
+    auto req = parse_request({{"request_id", "r" + std::to_string(i)},
+                              {"phone_number_id", "106540352242922"},
+                              {"type", i % 2 ? "typing" : "read"},
+                              {"message_id", "wamid.R" + std::to_string(i)}});
+    ASSERT_TRUE(req.has_value()) << req.error();
+    auto out = sender.send(*req);
+    ASSERT_TRUE(out.has_value()) << out.error().message;
+    EXPECT_EQ(out->status, "sent");
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(3));
+  EXPECT_EQ(sends().size(), 5u);
+}
+
 TEST_F(SenderTest, ThrottlingAndServerErrorsRetryPermanentErrorsDoNot) {
   RateLimiter limiter(redis_, fast_);
   Sender sender(options_, redis_, limiter, nullptr);

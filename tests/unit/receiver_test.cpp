@@ -10,6 +10,7 @@
 #include "tests/support/fixtures.h"
 #include "tests/support/sns_signer.h"
 #include "topics/topics.h"
+#include "workers/sender/request.h"
 
 namespace wafleet::receiver {
 namespace {
@@ -381,6 +382,57 @@ TEST_F(ReceiverTest, EumSignedNotificationWithBadEntryIsDeadLettered) {
 
 TEST_F(ReceiverTest, EumGarbageIs400) {
   EXPECT_EQ(call(bhttp::verb::post, "/eum", "not json").result_int(), 400u);
+}
+
+}  // namespace
+}  // namespace wafleet::receiver
+
+namespace wafleet::receiver {
+namespace {
+
+TEST(ReceiverReceipts, EachNewMessageAsksTheSenderForAReadReceiptWithItsEvent) {
+  FakeSink sink;
+  FakeDedup dedupe;
+  prometheus::Registry registry;
+  ReceiverOptions o;
+  o.app_secrets = {"app-secret"};
+  o.receipts = "typing";
+  Receiver receiver(o, sink, dedupe, nullptr, registry, [] { return 1700000000000; });
+  auto post = [&](const std::string& body) {
+    http::Request req{bhttp::verb::post, "/webhook", 11};
+    req.set("Content-Type", "application/json");
+    req.set("X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex("app-secret", body));
+    req.body() = body;
+    req.prepare_payload();
+    unsigned status = 0;
+    receiver.handle(std::move(req), [&](http::Response r) { status = r.result_int(); });
+    return status;
+  };
+  ASSERT_EQ(post(test::fixture("meta_inbound_text.json")), 200u);
+  ASSERT_EQ(sink.published.size(), 2u);
+  const auto& event = sink.published[0];
+  const auto& receipt = sink.published[1];
+  EXPECT_EQ(event.topic, topics::kInbound);
+  EXPECT_EQ(receipt.topic, topics::kOutbound);
+  EXPECT_EQ(receipt.key, event.key) << "the person's partition";
+  auto request = nlohmann::json::parse(receipt.value);
+  const std::string wamid = nlohmann::json::parse(event.value)["message_id"];
+  EXPECT_EQ(request["type"], "typing");
+  EXPECT_EQ(request["message_id"], wamid);
+  EXPECT_EQ(request["idempotency_key"], "receipt:" + wamid);
+  // What the sender will send Meta: exactly the documented typing-indicator body.
+  auto parsed = sender::parse_request(request);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error();
+  auto expected = nlohmann::json::parse(test::fixture("meta_send_typing_indicator.json"));
+  expected["message_id"] = wamid;
+  EXPECT_EQ(parsed->graph_body, expected);
+  // Meta's retry of the same webhook: no second event, no second receipt.
+  ASSERT_EQ(post(test::fixture("meta_inbound_text.json")), 200u);
+  EXPECT_EQ(sink.published.size(), 2u);
+  // Statuses are not messages: no receipt.
+  ASSERT_EQ(post(test::fixture("meta_status_failed_131049.json")), 200u);
+  ASSERT_EQ(sink.published.size(), 3u);
+  EXPECT_EQ(sink.published[2].topic, topics::kStatus);
 }
 
 }  // namespace

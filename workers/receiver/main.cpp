@@ -35,6 +35,8 @@ std::vector<config::Option> options() {
       {"body-limit", "4194304", "largest accepted body in bytes (Meta sends up to 3 MB)"},
       {"produce-timeout-ms", "5000", "Kafka acknowledgement deadline before answering 503"},
       {"dedupe-ttl-hours", "48", "how long a delivered event id is remembered"},
+      {"receipts", "off", "per inbound message, ask the sender (wa.outbound) for: off | read "
+                          "(mark as read) | typing (read + typing indicator)"},
       {"eum-enabled", "true", "serve POST /eum (AWS End User Messaging through SNS)"},
       {"eum-allow-unsigned-raw", "false", "accept SNS raw message delivery (no signature)"},
       {"eum-topic-arns", "", "comma-separated SNS topic ARNs to accept (empty: any verified)"},
@@ -93,6 +95,10 @@ int main(int argc, char** argv) {
   ro.sns_host_regex = s.get("eum-sns-host-regex");
   ro.sns_allow_http = s.get_bool("eum-sns-allow-http", errors);
   ro.dedupe_ttl_ms = dedupe_hours * 3600 * 1000;
+  ro.receipts = s.get("receipts");
+  if (ro.receipts != "off" && ro.receipts != "read" && ro.receipts != "typing") {
+    errors.push_back("WAFLEET_RECEIPTS: expected off, read or typing, got '" + ro.receipts + "'");
+  }
   ro.pending_claim_ttl_ms = std::max<int64_t>(30000, produce_timeout * 3);
   const bool clear_phones = s.get_bool("log-phone-numbers", errors);
   if (ro.app_secrets.empty()) {

@@ -209,6 +209,22 @@ OutRecord Receiver::to_record(const WebhookEvent& e) {
   return r;
 }
 
+OutRecord Receiver::receipt_record(const WebhookEvent& e, const std::string& type) {
+  OutRecord r;
+  r.topic = topics::kOutbound;
+  r.key = e.conversation_key;  // the person's partition: after anything sent to them before
+  const std::string id = "receipt:" + e.message_id;
+  r.value = nlohmann::json{{"request_id", id},
+                           {"idempotency_key", id},
+                           {"phone_number_id", e.phone_number_id},
+                           {"type", type},
+                           {"message_id", e.message_id},
+                           {"priority", "reply"}}
+                .dump();
+  r.headers = {{"traceparent", make_traceparent(e.trace_id)}, {"source", "receiver"}};
+  return r;
+}
+
 Receiver::Receiver(ReceiverOptions options, EventSink& sink, DedupStore& dedupe, CertStore* certs,
                    prometheus::Registry& registry, std::function<int64_t()> now_ms)
     : options_(std::move(options)),
@@ -464,6 +480,10 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
         claimed.push_back(ctx->keys[i]);
         records.push_back(std::move(ctx->records[i]));
         kinds.emplace_back(kind);
+        if (options_.receipts != "off" && ctx->events[i].kind == EventKind::kMessage &&
+            !ctx->events[i].message_id.empty()) {
+          records.push_back(receipt_record(ctx->events[i], options_.receipts));
+        }
       } else if (st == ClaimState::kAlreadyDone) {
         metrics_->events.get(kind, "duplicate").Increment();
       } else {

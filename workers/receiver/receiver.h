@@ -72,6 +72,9 @@ struct ReceiverOptions {
   bool sns_allow_http = false;  // tests only
   int64_t pending_claim_ttl_ms = 30000;      // longer than the producer's delivery timeout
   int64_t dedupe_ttl_ms = 48LL * 3600 * 1000;
+  // Per inbound message, a request on wa.outbound (produced with the event, before the 200):
+  // "off", "read" (mark as read: blue ticks) or "typing" (read + typing indicator).
+  std::string receipts = "off";
 };
 
 class Receiver {
@@ -86,6 +89,8 @@ class Receiver {
     return "rcv:dedupe:" + dedupe_key;
   }
   static OutRecord to_record(const WebhookEvent& e);
+  // The wa.outbound request for a read receipt (type "read" or "typing") of a message event.
+  static OutRecord receipt_record(const WebhookEvent& e, const std::string& type);
 
  private:
   struct Metrics;

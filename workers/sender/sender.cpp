@@ -162,7 +162,11 @@ Result<Outcome> Sender::send(const Request& r, bool replay) {
     }
   }
   // 3. Rate limits, shared by every replica: wait as long as the script says.
-  const std::string who = r.to.empty() ? r.recipient : r.to;
+  std::string who = r.to.empty() ? r.recipient : r.to;
+  if (who.empty()) {
+    // A receipt (read, typing) is not a message to the person: no pair limit, only the number's.
+    who = "receipt:" + r.graph_body.value("message_id", std::string());
+  }
   for (;;) {
     auto wait = limiter_.acquire(r.phone_number_id, who);
     if (!wait) {
