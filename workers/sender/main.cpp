@@ -20,6 +20,7 @@
 #include "common/redis.h"
 #include "common/runtime.h"
 #include "topics/topics.h"
+#include "workers/sender/scheduler.h"
 #include "workers/sender/sender.h"
 
 using namespace wafleet;
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
       {"stop-keywords", "STOP,UNSUBSCRIBE,STOP ALL,CANCEL,END,QUIT,OPT OUT,OPTOUT",
        "inbound texts that opt a person out (case-insensitive, whole message)"},
       {"admin-port-file", "", "write the bound admin port here"},
+      {"max-queued", "2000", "outbound requests read ahead into the per-person queues"},
   };
   opts.insert(opts.end(), mine.begin(), mine.end());
   std::vector<std::string> errors;
@@ -68,6 +70,11 @@ int main(int argc, char** argv) {
     errors.push_back("rate limits: number-rate, pair-interval-ms > 0; bursts >= 1");
   }
   const bool enforce = s.get_bool("enforce-window", errors);
+  const int64_t max_queued_setting = s.get_int("max-queued", errors);
+  if (max_queued_setting < 1) {
+    errors.push_back("WAFLEET_MAX_QUEUED: must be at least 1");
+  }
+  const auto max_queued = static_cast<size_t>(std::max<int64_t>(1, max_queued_setting));
   sender::PolicyOptions po;
   po.stop_keywords.clear();
   {
@@ -113,9 +120,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   (void)(*producer)->warm_up(topics::kOutboundResults, std::chrono::seconds(5));
+  // Work waits in per-person queues (scheduler.h); partitions that go take their queued records
+  // with them, unsent and uncommitted, for the next owner.
+  sender::Scheduler scheduler;
+  struct DropRevoked : kafka::RebalanceListener {
+    sender::Scheduler* scheduler = nullptr;
+    void on_assigned(const std::vector<kafka::TopicPartition>&) override {}
+    void on_revoked(const std::vector<kafka::TopicPartition>& partitions) override {
+      for (const auto& tp : partitions) {
+        scheduler->drop_partition(tp.partition);
+      }
+    }
+  } drop_revoked;
+  drop_revoked.scheduler = &scheduler;
   kafka::ConsumerOptions co;
   co.group_id = lo.group_id;
   co.topics = {topics::kOutbound};
+  co.listener = &drop_revoked;
   auto consumer = kafka::Consumer::create(kc, co);
   if (!consumer) {
     std::cerr << "wafleet-sender: " << consumer.error().message << "\n";
@@ -148,14 +169,12 @@ int main(int argc, char** argv) {
   }
   config::write_port_file(s.get("admin-port-file"), admin_server.port());
 
-  kafka::ConsumerLoop loop(**consumer, **producer, lo);
   std::atomic<bool> stopping{false};
   std::atomic<bool> signalled{false};
   std::thread signals([&] {
     runtime::wait_for_shutdown_signal();
     signalled = true;
     stopping = true;
-    loop.stop();
   });
   sender::RateLimiter limiter(redis, limits);
   redis::RedisClient policy_redis(*redis_opts);
@@ -192,7 +211,7 @@ int main(int argc, char** argv) {
     });
     if (!st) {
       log::error("sender.inbound_fatal", {{"reason", st.error().message}});
-      loop.stop();
+      stopping = true;
     }
   });
   log::info("worker.started", {{"group", lo.group_id}, {"graph", so.graph_base}});
@@ -202,39 +221,9 @@ int main(int argc, char** argv) {
     return kafka::produce_and_wait(**producer, topics::kOutboundResults, r.key, result.dump(),
                                    {{"request_id", result.value("request_id", "")}});
   };
-  std::map<std::pair<int32_t, int64_t>, int> attempts;  // of the record being retried
-  auto handle = [&](const kafka::Record& r) -> Status {
-    auto doc = json::parse(r.value);
-    auto req = doc.is_discarded() ? Expected<sender::Request, std::string>(
-                                        Unexpected(std::string("value is not JSON")))
-                                  : sender::parse_request(doc);
-    if (!req) {
-      return Unexpected(Error::invalid(req.error()));
-    }
-    const int attempt = ++attempts[{r.partition, r.offset}];
-    auto out = core.send(*req, dlq::replay_count_of(r) > 0);
-    if (!out) {
-      log::warn("sender.attempt_failed", {{"request_id", req->request_id},
-                                          {"attempt", attempt},
-                                          {"error_class", to_string(out.error().kind)},
-                                          {"reason", out.error().message}});
-      return Unexpected(out.error());
-    }
-    attempts.erase({r.partition, r.offset});
-    if (auto p = publish(r, out->to_result(*req, attempt, wall_clock_ms())); !p) {
-      return Unexpected(Error::fatal("cannot produce the result: " + p.error().message));
-    }
-    if (out->status == "uncertain") {
-      return Unexpected(Error::permanent("uncertain: " + out->error_message));  // to the DLQ
-    }
-    log::info("sender.sent", {{"request_id", req->request_id}, {"status", out->status},
-                              {"wamid", out->wamid}});
-    return {};
-  };
   // The last word on a request that will not be sent: a `failed` result (the `uncertain` one
   // was published already), then the loop's dead letter.
   auto give_up = [&](const kafka::Record& r, const Error& e, int n) -> Status {
-    attempts.erase({r.partition, r.offset});
     if (e.message.starts_with("uncertain: ")) {
       return {};
     }
@@ -259,7 +248,154 @@ int main(int argc, char** argv) {
     result["error"]["class"] = to_string(e.kind);
     return publish(r, result);
   };
-  Status result = loop.run(handle, give_up);
+
+  // One record is finished: its outcome is published (and its dead letter written); the
+  // partition's offset moves up to the lowest record still queued.
+  auto finish = [&](const sender::Item* item) {
+    const int32_t partition = item->record.partition;
+    const int64_t next = scheduler.done(item);
+    if (Status st = (*consumer)->store_offset(topics::kOutbound, partition, next); !st) {
+      log::warn("consumer.offset_store_failed", {{"reason", st.error().message}});
+    }
+  };
+  auto dead_letter = [&](const sender::Item* item, const Error& e, int attempts) -> Status {
+    if (Status g = give_up(item->record, e, attempts); !g) {
+      return Unexpected(Error::fatal("cannot publish the failure outcome: " + g.error().message));
+    }
+    const int64_t first = item->first_failure_ms > 0 ? item->first_failure_ms : wall_clock_ms();
+    if (Status d = kafka::produce_dead_letter(**producer, lo, item->record, e, attempts, first,
+                                              "handle");
+        !d) {
+      return Unexpected(Error::fatal("cannot write the dead-letter topic: " + d.error().message));
+    }
+    return {};
+  };
+  auto now_us = [] {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  // One try of a queued head. Returns an error only when the worker must stop.
+  int64_t number_blocked_until = 0;  // the number's budget is short: nobody goes before this
+  auto work = [&](sender::Item* item) -> Status {
+    if (!item->invalid.empty()) {
+      if (Status d = dead_letter(item, Error::invalid(item->invalid), 1); !d) {
+        return d;
+      }
+      finish(item);
+      return {};
+    }
+    const int attempt = item->attempts + 1;
+    auto out = core.send(item->request, item->replay, /*wait_for_budget=*/false);
+    if (out && out->status == "wait") {
+      const int64_t now = now_us();
+      if (out->wait.number.count() > 0) {
+        number_blocked_until = now + out->wait.number.count();
+      }
+      scheduler.defer(item, now + std::max(out->wait.number, out->wait.pair).count());
+      return {};
+    }
+    if (!out) {
+      const Error& e = out.error();
+      log::warn("sender.attempt_failed", {{"request_id", item->request.request_id},
+                                          {"attempt", attempt},
+                                          {"error_class", to_string(e.kind)},
+                                          {"reason", e.message}});
+      if (item->first_failure_ms == 0) {
+        item->first_failure_ms = wall_clock_ms();
+      }
+      if (e.kind == ErrorKind::kFatal) {
+        return Unexpected(e);
+      }
+      if (e.kind == ErrorKind::kTransient && attempt < lo.max_attempts) {
+        // Only this person's messages wait for the retry; everyone else's go meanwhile.
+        item->attempts = attempt;
+        auto backoff = lo.backoff_initial;
+        for (int i = 1; i < attempt && backoff < lo.backoff_max; ++i) {
+          backoff *= 2;
+        }
+        backoff = std::min(backoff, lo.backoff_max);
+        scheduler.defer(item, now_us() + std::chrono::duration_cast<std::chrono::microseconds>(
+                                              backoff).count());
+        return {};
+      }
+      if (Status d = dead_letter(item, e, attempt); !d) {
+        return d;
+      }
+      finish(item);
+      return {};
+    }
+    if (auto p = publish(item->record, out->to_result(item->request, attempt, wall_clock_ms()));
+        !p) {
+      return Unexpected(Error::fatal("cannot produce the result: " + p.error().message));
+    }
+    if (out->status == "uncertain") {
+      // Published as `uncertain`; the dead letter keeps it for a person to decide.
+      if (Status d = kafka::produce_dead_letter(**producer, lo, item->record,
+                                                Error::permanent("uncertain: " +
+                                                                 out->error_message),
+                                                attempt, wall_clock_ms(), "handle");
+          !d) {
+        return Unexpected(Error::fatal("cannot write the dead-letter topic: " + d.error().message));
+      }
+    } else {
+      log::info("sender.sent", {{"request_id", item->request.request_id},
+                                {"status", out->status},
+                                {"wamid", out->wamid}});
+    }
+    finish(item);
+    return {};
+  };
+  Status result;
+  while (!stopping.load() && result) {
+    // 1. Read what there is (without waiting while there is work), up to the queue bound.
+    auto timeout = std::chrono::milliseconds(scheduler.empty() ? 100 : 0);
+    if (!scheduler.empty()) {
+      // Nothing may go before the earliest wake-up: wait for it in poll, not in a sleep.
+      int64_t wake = number_blocked_until;
+      if (scheduler.pick(now_us()) == nullptr) {
+        wake = std::max(wake, scheduler.next_ready_us().value_or(now_us() + 50000));
+      }
+      const int64_t wait_us = std::clamp<int64_t>(wake - now_us(), 0, 50000);
+      timeout = std::chrono::milliseconds((wait_us + 999) / 1000);
+    }
+    while (scheduler.size() < max_queued) {
+      auto polled = (*consumer)->poll(timeout);
+      if (!polled) {
+        result = Unexpected(polled.error());
+        break;
+      }
+      if (!*polled) {
+        break;
+      }
+      timeout = std::chrono::milliseconds(0);
+      kafka::Record r = std::move(**polled);
+      auto doc = json::parse(r.value);
+      auto req = doc.is_discarded() ? Expected<sender::Request, std::string>(
+                                          Unexpected(std::string("value is not JSON")))
+                                    : sender::parse_request(doc);
+      const bool replay = dlq::replay_count_of(r) > 0;
+      if (req) {
+        scheduler.add(std::move(r), std::move(req).value(), replay);
+      } else {
+        scheduler.add(std::move(r), sender::Request{}, replay, req.error());
+      }
+    }
+    if (scheduler.size() >= max_queued) {
+      (void)(*consumer)->poll(std::chrono::milliseconds(0));  // keep the group session alive
+    }
+    // 2. Send what may go now, a bounded number per round so reading keeps up.
+    for (int n = 0; n < 64 && result && !stopping.load(); ++n) {
+      if (now_us() < number_blocked_until) {
+        break;
+      }
+      sender::Item* item = scheduler.pick(now_us());
+      if (item == nullptr) {
+        break;
+      }
+      result = work(item);
+    }
+  }
   inbound_loop.stop();
   inbound_thread.join();
   (*inbound_consumer)->close(std::chrono::seconds(10));

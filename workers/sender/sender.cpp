@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <set>
@@ -13,7 +14,8 @@ namespace wafleet::sender {
 namespace {
 
 // KEYS: number budget, pair budget. ARGV: per-key emission interval (µs) and burst.
-// Returns 0 when both budgets allowed (and were charged), else the wait in µs.
+// Returns 0 when both budgets allowed (and were charged), else {number wait, pair wait} in µs
+// (nothing charged).
 const redis::Script kGcra(R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -26,9 +28,8 @@ local function probe(key, interval, burst)
 end
 local n_tat, n_over = probe(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 local p_tat, p_over = probe(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
-local wait = math.max(n_over, p_over)
-if wait > 0 then
-  return wait
+if n_over > 0 or p_over > 0 then
+  return {math.max(n_over, 0), math.max(p_over, 0)}
 end
 redis.call('SET', KEYS[1], string.format('%.0f', n_tat), 'PX', math.ceil((n_tat - now) / 1000) + 1000)
 redis.call('SET', KEYS[2], string.format('%.0f', p_tat), 'PX', math.ceil((p_tat - now) / 1000) + 1000)
@@ -53,6 +54,15 @@ RateLimiter::RateLimiter(redis::RedisClient& redis, Limits limits)
 
 Result<std::chrono::microseconds> RateLimiter::acquire(const std::string& phone_number_id,
                                                        const std::string& recipient) {
+  auto w = try_acquire(phone_number_id, recipient);
+  if (!w) {
+    return Unexpected(w.error());
+  }
+  return std::max({w->number, w->pair, std::chrono::microseconds(0)});
+}
+
+Result<RateLimiter::Wait> RateLimiter::try_acquire(const std::string& phone_number_id,
+                                                   const std::string& recipient) {
   const std::string tag = "snd:rate:{" + phone_number_id + "}";
   const auto interval = [](double per_second) {
     return std::to_string(static_cast<int64_t>(std::llround(1e6 / per_second)));
@@ -63,10 +73,14 @@ Result<std::chrono::microseconds> RateLimiter::acquire(const std::string& phone_
   if (!r) {
     return Unexpected(r.error());
   }
-  if (r->type != redis::Reply::Type::kInteger) {
+  if (r->type == redis::Reply::Type::kInteger && r->integer == 0) {
+    return Wait{};
+  }
+  if (r->type != redis::Reply::Type::kArray || r->elements.size() != 2) {
     return Unexpected(Error::transient("rate limiter: unexpected reply " + r->str));
   }
-  return std::chrono::microseconds(r->integer);
+  return Wait{std::chrono::microseconds(r->elements[0].integer),
+              std::chrono::microseconds(r->elements[1].integer)};
 }
 
 nlohmann::json Outcome::to_result(const Request& r, int attempts, int64_t now_ms) const {
@@ -117,7 +131,7 @@ Sender::Sender(Options options, redis::RedisClient& redis, RateLimiter& limiter,
 
 Sender::~Sender() { curl_easy_cleanup(curl_); }
 
-Result<Outcome> Sender::send(const Request& r, bool replay) {
+Result<Outcome> Sender::send(const Request& r, bool replay, bool wait_for_budget) {
   const std::string key = "snd:idem:{" + r.idempotency_key + "}";
   // 1. Never twice: what happened to this key before?
   auto prior = redis_.command({"GET", key});
@@ -167,7 +181,18 @@ Result<Outcome> Sender::send(const Request& r, bool replay) {
     // A receipt (read, typing) is not a message to the person: no pair limit, only the number's.
     who = "receipt:" + r.graph_body.value("message_id", std::string());
   }
-  for (;;) {
+  if (!wait_for_budget) {
+    auto w = limiter_.try_acquire(r.phone_number_id, who);
+    if (!w) {
+      return Unexpected(w.error());
+    }
+    if (!w->granted()) {
+      Outcome o{"wait", "", 0, ""};
+      o.wait = *w;
+      return o;
+    }
+  }
+  for (; wait_for_budget;) {
     auto wait = limiter_.acquire(r.phone_number_id, who);
     if (!wait) {
       return Unexpected(wait.error());

@@ -43,6 +43,14 @@ class RateLimiter {
   // 0: taken from both budgets; otherwise how long to wait before asking again.
   Result<std::chrono::microseconds> acquire(const std::string& phone_number_id,
                                             const std::string& recipient);
+  // The same, saying which budget is short: the number's (everyone waits) or the person's
+  // (only their messages wait). Both zero: taken.
+  struct Wait {
+    std::chrono::microseconds number{0};
+    std::chrono::microseconds pair{0};
+    bool granted() const { return number.count() <= 0 && pair.count() <= 0; }
+  };
+  Result<Wait> try_acquire(const std::string& phone_number_id, const std::string& recipient);
 
  private:
   redis::RedisClient& redis_;
@@ -58,10 +66,15 @@ struct Options {
 };
 
 struct Outcome {
-  std::string status;  // sent | duplicate | failed | uncertain
+  Outcome() = default;
+  Outcome(std::string s, std::string id, int code, std::string message)
+      : status(std::move(s)), wamid(std::move(id)), error_code(code),
+        error_message(std::move(message)) {}
+  std::string status;  // sent | duplicate | failed | uncertain | wait (budget short, not sent)
   std::string wamid;
   int error_code = 0;
   std::string error_message;
+  RateLimiter::Wait wait;  // for `wait`
   nlohmann::json to_result(const Request& r, int attempts, int64_t now_ms) const;
 };
 
@@ -77,7 +90,9 @@ class Sender {
   // or invalid input (refused before Meta: outside the window, opted out).
   // replay: the request came back from the DLQ (`wafleet dlq replay`). One that failed before
   // is tried again (Meta did not send it); one that was sent stays a duplicate.
-  Result<Outcome> send(const Request& r, bool replay = false);
+  // wait_for_budget=false: when a rate budget is short, return `wait` at once (nothing sent,
+  // nothing claimed) instead of sleeping, so the caller can send someone else's meanwhile.
+  Result<Outcome> send(const Request& r, bool replay = false, bool wait_for_budget = true);
 
  private:
   Result<Outcome> call_graph(const Request& r, const std::string& claim_key);
