@@ -464,6 +464,30 @@ std::optional<int64_t> Consumer::query_high_watermark(const std::string& topic,
   return high;
 }
 
+Status Consumer::pause_all() {
+  rd_kafka_topic_partition_list_t* list = nullptr;
+  if (auto err = rd_kafka_assignment(rk_, &list); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unexpected(map_error(err, "assignment"));
+  }
+  PartitionListPtr owned(list);
+  if (auto err = rd_kafka_pause_partitions(rk_, list); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unexpected(map_error(err, "pause"));
+  }
+  return {};
+}
+
+Status Consumer::resume_all() {
+  rd_kafka_topic_partition_list_t* list = nullptr;
+  if (auto err = rd_kafka_assignment(rk_, &list); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unexpected(map_error(err, "assignment"));
+  }
+  PartitionListPtr owned(list);
+  if (auto err = rd_kafka_resume_partitions(rk_, list); err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return Unexpected(map_error(err, "resume"));
+  }
+  return {};
+}
+
 std::vector<TopicPartition> Consumer::assignment() const {
   rd_kafka_topic_partition_list_t* list = nullptr;
   if (rd_kafka_assignment(rk_, &list) != RD_KAFKA_RESP_ERR_NO_ERROR) {

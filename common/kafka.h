@@ -139,6 +139,10 @@ class Consumer {
   // Leaves the group and commits stored offsets, giving up after the timeout.
   void close(std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
   std::vector<TopicPartition> assignment() const;
+  // Stops (resumes) fetching from every assigned partition; poll() still serves rebalances and
+  // keeps the member in its group. Records fetched but not yet returned are fetched again.
+  Status pause_all();
+  Status resume_all();
   // The partition's high watermark as librdkafka last saw it (no broker round trip), if known.
   std::optional<int64_t> high_watermark(const std::string& topic, int32_t partition) const;
   // The same, asked of the partition leader now (one round trip).

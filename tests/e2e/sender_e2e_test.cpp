@@ -117,6 +117,61 @@ TEST_F(SenderE2E, RequestsBecomeOutcomesAndInvalidOnesNeverReachMeta) {
   EXPECT_EQ(calls().size(), 2u) << "an invalid request reached Meta";
 }
 
+TEST_F(SenderE2E, ABusyPersonDoesNotHoldOthersAndAFullQueueLosesNothing) {
+  // Queue bound 4: reading pauses and resumes many times. One person gets 4 messages (pair
+  // limit: 1 per 2 s after the first), everyone else one; all on whatever partitions they hash to.
+  sender_->stop();
+  env_["WAFLEET_MAX_QUEUED"] = "4";
+  env_["WAFLEET_PAIR_INTERVAL_MS"] = "2000";
+  env_["WAFLEET_PAIR_BURST"] = "1";
+  env_["WAFLEET_NUMBER_RATE"] = "1000";
+  env_["WAFLEET_NUMBER_BURST"] = "100";
+  start_sender();
+  std::vector<nlohmann::json> reqs;
+  for (int i = 0; i < 4; ++i) {
+    reqs.push_back({{"request_id", "busy-" + std::to_string(i)}, {"phone_number_id", "106540352242922"},
+                    {"to", "+15550009000"}, {"type", "text"},
+                    {"text", {{"body", "part " + std::to_string(i)}}}});
+  }
+  for (int i = 0; i < 60; ++i) {
+    reqs.push_back({{"request_id", "one-" + std::to_string(i)}, {"phone_number_id", "106540352242922"},
+                    {"to", "+1555001" + std::to_string(1000 + i)}, {"type", "text"},
+                    {"text", {{"body", "hello"}}}, {"priority", i % 2 ? "bulk" : "reply"}});
+  }
+  produce(reqs);
+  auto results = results_for(reqs.size());
+  ASSERT_EQ(results.size(), reqs.size());
+  for (const auto& [id, r] : results) {
+    EXPECT_EQ(r["status"], "sent") << id;
+  }
+  // Exactly once each, the busy person's in order and 2 s apart, and the others not behind them.
+  std::vector<std::string> busy;
+  std::vector<int64_t> busy_at;
+  int64_t last_other = 0;
+  std::set<std::string> bodies_to;
+  size_t n = 0;
+  for (const auto& c : calls()) {
+    if (!c["path"].get<std::string>().ends_with("/messages")) {
+      continue;
+    }
+    ++n;
+    const std::string to = c["body"]["to"];
+    if (to == "+15550009000") {
+      busy.push_back(c["body"]["text"]["body"]);
+      busy_at.push_back(c["at_ms"]);
+    } else {
+      EXPECT_TRUE(bodies_to.insert(to).second) << "sent twice to " << to;
+      last_other = std::max<int64_t>(last_other, c["at_ms"]);
+    }
+  }
+  EXPECT_EQ(n, reqs.size());
+  ASSERT_EQ(busy, (std::vector<std::string>{"part 0", "part 1", "part 2", "part 3"}));
+  for (size_t i = 1; i < busy_at.size(); ++i) {
+    EXPECT_GE(busy_at[i] - busy_at[i - 1], 1900) << "pair limit";
+  }
+  EXPECT_LT(last_other, busy_at.back()) << "everyone else went while the busy person waited";
+}
+
 TEST_F(SenderE2E, KillNineMidBurstSendsNothingTwiceAndAccountsForEverything) {
   // Every call takes 30 ms at Meta, so the kill lands while requests are in flight.
   auto fault = http::fetch("POST", graph_ + "/_emulator/faults", {{"Content-Type", "application/json"}},

@@ -347,6 +347,7 @@ int main(int argc, char** argv) {
     return {};
   };
   Status result;
+  bool paused = false;
   while (!stopping.load() && result) {
     // 1. Read what there is (without waiting while there is work), up to the queue bound.
     auto timeout = std::chrono::milliseconds(scheduler.empty() ? 100 : 0);
@@ -359,7 +360,17 @@ int main(int argc, char** argv) {
       const int64_t wait_us = std::clamp<int64_t>(wake - now_us(), 0, 50000);
       timeout = std::chrono::milliseconds((wait_us + 999) / 1000);
     }
-    while (scheduler.size() < max_queued) {
+    // Full: stop fetching but keep polling (rebalances, group liveness); a paused partition
+    // returns nothing, and what was fetched ahead is fetched again on resume.
+    const bool full = scheduler.size() >= max_queued;
+    if (full != paused) {
+      if (Status st = full ? (*consumer)->pause_all() : (*consumer)->resume_all(); !st) {
+        log::warn("sender.pause_failed", {{"reason", st.error().message}});
+      } else {
+        paused = full;
+      }
+    }
+    for (;;) {
       auto polled = (*consumer)->poll(timeout);
       if (!polled) {
         result = Unexpected(polled.error());
@@ -370,6 +381,9 @@ int main(int argc, char** argv) {
       }
       timeout = std::chrono::milliseconds(0);
       kafka::Record r = std::move(**polled);
+      if (r.offset < scheduler.seen_through(r.partition)) {
+        continue;  // fetched before a pause and again after it: already queued or done
+      }
       auto doc = json::parse(r.value);
       auto req = doc.is_discarded() ? Expected<sender::Request, std::string>(
                                           Unexpected(std::string("value is not JSON")))
@@ -380,9 +394,9 @@ int main(int argc, char** argv) {
       } else {
         scheduler.add(std::move(r), sender::Request{}, replay, req.error());
       }
-    }
-    if (scheduler.size() >= max_queued) {
-      (void)(*consumer)->poll(std::chrono::milliseconds(0));  // keep the group session alive
+      if (scheduler.size() >= max_queued) {
+        break;
+      }
     }
     // 2. Send what may go now, a bounded number per round so reading keeps up.
     for (int n = 0; n < 64 && result && !stopping.load(); ++n) {

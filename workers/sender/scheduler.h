@@ -57,6 +57,12 @@ class Scheduler {
   std::optional<int64_t> next_ready_us() const;
   // Lowest queued offset of the partition, or one past the highest seen.
   std::optional<int64_t> committable(int32_t partition) const;
+  // One past the highest offset queued so far on the partition (0: none): a record below it was
+  // seen already.
+  int64_t seen_through(int32_t partition) const {
+    auto h = high_.find(partition);
+    return h == high_.end() ? 0 : h->second;
+  }
   // Partitions revoked: their queued records are dropped unsent (the next owner re-reads them).
   void drop_partition(int32_t partition);
 
