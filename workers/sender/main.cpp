@@ -351,15 +351,6 @@ int main(int argc, char** argv) {
   while (!stopping.load() && result) {
     // 1. Read what there is (without waiting while there is work), up to the queue bound.
     auto timeout = std::chrono::milliseconds(scheduler.empty() ? 100 : 0);
-    if (!scheduler.empty()) {
-      // Nothing may go before the earliest wake-up: wait for it in poll, not in a sleep.
-      int64_t wake = number_blocked_until;
-      if (scheduler.pick(now_us()) == nullptr) {
-        wake = std::max(wake, scheduler.next_ready_us().value_or(now_us() + 50000));
-      }
-      const int64_t wait_us = std::clamp<int64_t>(wake - now_us(), 0, 50000);
-      timeout = std::chrono::milliseconds((wait_us + 999) / 1000);
-    }
     // Full: stop fetching but keep polling (rebalances, group liveness); a paused partition
     // returns nothing, and what was fetched ahead is fetched again on resume.
     const bool full = scheduler.size() >= max_queued;
@@ -408,6 +399,18 @@ int main(int argc, char** argv) {
         break;
       }
       result = work(item);
+    }
+    // 3. Nothing may go now: sleep exactly until the earliest moment something may (the
+    // number's budget refills, a person's comes due), at most 50 ms, then read again.
+    if (!scheduler.empty() && result) {
+      const int64_t now = now_us();
+      int64_t wake = number_blocked_until > now ? number_blocked_until : 0;
+      if (wake == 0 && scheduler.pick(now) == nullptr) {
+        wake = scheduler.next_ready_us().value_or(now + 50000);
+      }
+      if (wake > now) {
+        std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(wake - now, 50000)));
+      }
     }
   }
   inbound_loop.stop();
