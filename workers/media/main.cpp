@@ -19,6 +19,7 @@
 #include "common/kafka.h"
 #include "common/log.h"
 #include "common/runtime.h"
+#include "common/worker.h"
 #include "topics/topics.h"
 #include "workers/media/media.h"
 
@@ -266,18 +267,5 @@ int main(int argc, char** argv) {
                                    {{"message_id", (*ref)->event.message_id}});
   };
   Status result = loop.run(handle, give_up);
-  int exit_code = 0;
-  if (!result) {
-    log::error("worker.fatal", {{"reason", result.error().message}});
-    exit_code = 1;
-  }
-  (*consumer)->close(std::chrono::seconds(10));
-  (*producer)->flush(std::chrono::seconds(5));
-  admin_server.stop();
-  if (!signalled.load()) {
-    kill(getpid(), SIGTERM);
-  }
-  signals.join();
-  log::info("worker.stopped");
-  return exit_code;
+  return worker::finish(result, **consumer, **producer, admin_server, signalled, signals);
 }

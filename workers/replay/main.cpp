@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/redis.h"
 #include "common/runtime.h"
+#include "common/worker.h"
 #include "topics/topics.h"
 #include "workers/replay/replay.h"
 
@@ -150,13 +151,7 @@ int main(int argc, char** argv) {
         return Probe{idle < std::chrono::milliseconds(max_delay_ms + 120000),
                      "consumer loop stalled"};
       },
-      [&] {
-        std::lock_guard lock(probe_mu);
-        if (auto p = probe_redis.ping(); !p) {
-          return Probe{false, "redis: " + p.error().message};
-        }
-        return Probe{!(*consumer)->assignment().empty(), "no partitions assigned"};
-      });
+      [&] { return worker::consumer_ready(probe_redis, probe_mu, **consumer); });
   if (auto st = admin_server.start(); !st) {
     std::cerr << "wafleet-replay: admin: " << st.error().message << "\n";
     return 1;
@@ -238,18 +233,5 @@ int main(int argc, char** argv) {
     return {};
   };
   Status result = loop.run(handle);
-  int exit_code = 0;
-  if (!result) {
-    log::error("worker.fatal", {{"reason", result.error().message}});
-    exit_code = 1;
-  }
-  (*consumer)->close(std::chrono::seconds(10));
-  (*producer)->flush(std::chrono::seconds(5));
-  admin_server.stop();
-  if (!signalled.load()) {
-    kill(getpid(), SIGTERM);
-  }
-  signals.join();
-  log::info("worker.stopped");
-  return exit_code;
+  return worker::finish(result, **consumer, **producer, admin_server, signalled, signals);
 }
