@@ -50,18 +50,7 @@ class DlqE2E : public ::testing::Test {
                          "--admin-port-file", dir_ + "/aggregator-admin"},
                         env_);
     for (const char* w : {"media-admin", "aggregator-admin"}) {
-      ASSERT_TRUE(test::eventually(
-          [&] {
-            const std::string port = test::read_trimmed(dir_ + "/" + w);
-            if (port.empty()) {
-              return false;
-            }
-            auto r = http::fetch("GET", "http://127.0.0.1:" + port + "/readyz", {}, "",
-                                 std::chrono::seconds(2));
-            return r && r->status == 200;
-          },
-          std::chrono::seconds(30)))
-          << w << " never got partitions";
+      ASSERT_TRUE(test::wait_ready(dir_ + "/" + w)) << w << " never got partitions";
     }
   }
 

@@ -2,6 +2,7 @@
 // worker and the aggregator on the dev broker and a real redis-server. A burst of text, three
 // photos and a voice note must become ONE turn with every item stored and the transcript there.
 #include <filesystem>
+#include <iostream>
 #include <set>
 #include <thread>
 
@@ -49,20 +50,28 @@ class MediaE2E : public ::testing::Test {
     aggregator_ = std::make_unique<test::Process>(
         kBin + "/wafleet-aggregator",
         std::vector<std::string>{"--quiet-ms", "500", "--max-ms", "5000", "--media-wait-ms",
-                                 "20000"},
+                                 "20000", "--admin-port-file", dir_ + "/aggregator-admin"},
         env_, dir_ + "/aggregator.log");
+    // Webhooks sent before both groups hold partitions would wait out the media wait.
+    ASSERT_TRUE(test::wait_ready(dir_ + "/aggregator-admin")) << aggregator_->log();
+    ASSERT_TRUE(test::wait_ready(dir_ + "/media-admin")) << media_->log();
   }
 
   void start_media() {
+    std::filesystem::remove(dir_ + "/media-admin");  // a restart writes its own port
     media_ = std::make_unique<test::Process>(
         kBin + "/wafleet-media",
         std::vector<std::string>{"--graph-base", graph_, "--storage-dir", dir_ + "/store",
                                  "--transcribe-url", graph_ + "/v1/audio/transcriptions",
-                                 "--backoff-ms", "200"},
+                                 "--backoff-ms", "200", "--admin-port-file", dir_ + "/media-admin"},
         env_, dir_ + "/media-" + std::to_string(media_starts_++) + ".log");
   }
 
   void TearDown() override {
+    if (HasFailure()) {
+      std::cerr << "--- media worker\n" << media_->log() << "--- aggregator\n"
+                << aggregator_->log();
+    }
     aggregator_->stop();
     media_->stop();
     receiver_->stop();
@@ -199,7 +208,6 @@ class MediaE2E : public ::testing::Test {
 };
 
 TEST_F(MediaE2E, TextThreePhotosAndAVoiceNoteBecomeOneTurnWithEverythingStored) {
-  std::this_thread::sleep_for(std::chrono::seconds(4));  // first group joins on the dev broker
   const std::string pnid = "9" + std::to_string(100000 + std::rand() % 800000);
   auto ids = send_burst(pnid, "15550102001");
   expect_one_complete_turn(turns_for(pnid, 1), ids);
@@ -207,7 +215,6 @@ TEST_F(MediaE2E, TextThreePhotosAndAVoiceNoteBecomeOneTurnWithEverythingStored) 
 }
 
 TEST_F(MediaE2E, MediaWorkerKilledMidDownloadStoresEverythingOnce) {
-  std::this_thread::sleep_for(std::chrono::seconds(4));
   const std::string pnid = "8" + std::to_string(100000 + std::rand() % 800000);
   // Every download answers after 1.5 s: the worker is killed while one is in flight.
   admin("faults", {{"endpoint", "download"}, {"times", 2}, {"latency_ms", 1500}});
@@ -224,12 +231,12 @@ TEST_F(MediaE2E, MediaWorkerKilledMidDownloadStoresEverythingOnce) {
   }));
   media_->kill9();
   start_media();
+  ASSERT_TRUE(test::wait_ready(dir_ + "/media-admin")) << media_->log();
   expect_one_complete_turn(turns_for(pnid, 1), ids);
   EXPECT_EQ(stored_files(), 4u) << "a file was stored twice";
 }
 
 TEST_F(MediaE2E, MediaThatCannotBeFetchedIsMarkedFailedInTheTurnAndDeadLettered) {
-  std::this_thread::sleep_for(std::chrono::seconds(4));
   const std::string pnid = "7" + std::to_string(100000 + std::rand() % 800000);
   const std::string from = "15550102003";
   send(pnid, {{"from", from}, {"id", "wamid.t.gone." + pnid}, {"timestamp", "1750000000"},

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "common/crypto.h"
+#include "common/http_client.h"
 #include "topics/topics.h"
 
 namespace wafleet::test {
@@ -235,6 +236,20 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
     std::this_thread::sleep_for(std::chrono::milliseconds(25));
   }
   return pred();
+}
+
+bool wait_ready(const std::string& port_file, std::chrono::milliseconds timeout) {
+  return eventually(
+      [&] {
+        const std::string port = read_trimmed(port_file);
+        if (port.empty()) {
+          return false;
+        }
+        auto r = http::fetch("GET", "http://127.0.0.1:" + port + "/readyz", {}, "",
+                             std::chrono::seconds(2));
+        return r && r->status == 200;
+      },
+      timeout);
 }
 
 std::vector<kafka::Record> consume_until(

@@ -76,6 +76,12 @@ const KafkaEnv& kafka_env();
 bool eventually(const std::function<bool()>& pred,
                 std::chrono::milliseconds timeout = std::chrono::milliseconds(15000));
 
+// Waits until the worker whose admin port is written to port_file answers /readyz with 200
+// (a consuming worker is ready once it holds partitions: on the dev broker a first group join
+// takes 3-10 s). False on timeout.
+bool wait_ready(const std::string& port_file,
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(30000));
+
 // Reads records from topics with a fresh group until pred(records) holds or timeout.
 std::vector<kafka::Record> consume_until(
     const std::string& brokers, const std::vector<std::string>& topics,
