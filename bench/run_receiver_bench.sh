@@ -31,9 +31,12 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ti
 rpid=$(pgrep -f "wafleet-receiver --listen" | head -1); bpid=${pids[0]}; dpid=${pids[1]}
 r0=$(cpu "$rpid"); b0=$(cpu "$bpid"); d0=$(cpu "$dpid")
 echo "receiver (dev broker + redis, ${threads} HTTP threads):"
-build/bin/bench_webhook_load --port "$port" --secret bench-secret --seconds "$secs" --connections "$conns" --unique 400000
+out=$(build/bin/bench_webhook_load --port "$port" --secret bench-secret --seconds "$secs" --connections "$conns" --unique 400000)
+echo "$out"
+ok=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$out")
 hz=$(getconf CLK_TCK)
-echo "cpu seconds during the run: receiver=$(( ($(cpu "$rpid") - r0) / hz )).$(( ($(cpu "$rpid") - r0) % hz )) devbroker=$(( ($(cpu "$bpid") - b0) / hz )) redis=$(( ($(cpu "$dpid") - d0) / hz ))"
+awk -v r=$(( $(cpu "$rpid") - r0 )) -v b=$(( $(cpu "$bpid") - b0 )) -v d=$(( $(cpu "$dpid") - d0 )) \
+    -v hz="$hz" -v n="$ok" 'BEGIN { printf "cpu during the run (s): receiver=%.2f devbroker=%.2f redis=%.2f; per webhook (us): receiver=%.1f devbroker=%.1f redis=%.1f\n", r/hz, b/hz, d/hz, 1e6*r/hz/n, 1e6*b/hz/n, 1e6*d/hz/n }'
 echo "no-op endpoint, same HTTP server (${threads} threads):"
 build/bin/bench_webhook_load --noop --noop-threads "$threads" --seconds "$secs" --connections "$conns" --unique 20000
 echo "redis keys after the run: $(redis-cli -p "$rport" dbsize)"

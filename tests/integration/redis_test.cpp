@@ -97,8 +97,14 @@ T wait(std::function<void(std::function<void(T)>)> call) {
   return p.get_future().get();
 }
 
-TEST(RedisDedupStore, ClaimConfirmReleaseFollowTheTokenRules) {
-  receiver::RedisDedupStore store(server().options(), 30000, 172800000);
+// Both claim forms: SET NX GET (Redis >= 7.0) and the Lua script (older Redis).
+class RedisDedupStoreClaim : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Forms, RedisDedupStoreClaim, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? "LuaScript" : "SetNxGet"; });
+
+TEST_P(RedisDedupStoreClaim, ClaimConfirmReleaseFollowTheTokenRules) {
+  server().flush_all();
+  receiver::RedisDedupStore store(server().options(), 30000, 172800000, GetParam());
   using States = Result<std::vector<receiver::ClaimState>>;
   const std::vector<std::string> keys = {"t:dedupe:a", "t:dedupe:b"};
   auto first = wait<States>([&](auto cb) { store.claim(keys, "tok1", cb); });
@@ -107,6 +113,10 @@ TEST(RedisDedupStore, ClaimConfirmReleaseFollowTheTokenRules) {
   auto other = wait<States>([&](auto cb) { store.claim(keys, "tok2", cb); });
   ASSERT_TRUE(other.has_value());
   EXPECT_EQ((*other)[0], receiver::ClaimState::kInFlightElsewhere);
+  EXPECT_EQ((*other)[1], receiver::ClaimState::kInFlightElsewhere);
+  auto again = wait<States>([&](auto cb) { store.claim({keys[0]}, "tok1", cb); });
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ((*again)[0], receiver::ClaimState::kClaimed);  // our own mark is still ours
   // Another token cannot release or confirm our claim.
   wait<Status>([&](auto cb) { store.release(keys, "tok2", cb); });
   wait<Status>([&](auto cb) { store.confirm({keys[0]}, "tok1", cb); });
@@ -124,8 +134,9 @@ TEST(RedisDedupStore, ClaimConfirmReleaseFollowTheTokenRules) {
   EXPECT_GT(pending_ttl->integer, 0);
 }
 
-TEST(RedisDedupStore, ConcurrentClaimsOfOneKeyHaveExactlyOneWinner) {
-  receiver::RedisDedupStore store(server().options(), 30000, 60000);
+TEST_P(RedisDedupStoreClaim, ConcurrentClaimsOfOneKeyHaveExactlyOneWinner) {
+  server().flush_all();
+  receiver::RedisDedupStore store(server().options(), 30000, 60000, GetParam());
   std::atomic<int> winners{0};
   std::vector<std::thread> threads;
   std::atomic<int> done{0};

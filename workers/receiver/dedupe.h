@@ -1,10 +1,12 @@
 #pragma once
-// DedupStore on Redis. A key's life: SET NX "<token>" with a short TTL when a request claims
-// it; "done" with the dedupe TTL once Kafka acknowledged; deleted if the produce failed. The
-// release checks the token, so a slow request never frees another's claim; "done" needs no
-// check, because an acknowledged event is done whoever holds the mark.
-// One EVALSHA per key (keys are not hash-tagged together, so this works on Redis Cluster),
+// DedupStore on Redis. A key's life: SET NX GET "<token>" with a short TTL when a request
+// claims it (the old value, if any, says done or another request's); "done" with the dedupe
+// TTL once Kafka acknowledged; deleted if the produce failed. The release checks the token, so
+// a slow request never frees another's claim; "done" needs no check, because an acknowledged
+// event is done whoever holds the mark.
+// One command per key (keys are not hash-tagged together, so this works on Redis Cluster),
 // all of a request's keys in one pipelined round trip, shared with concurrent requests.
+#include <atomic>
 #include <memory>
 
 #include "common/redis.h"
@@ -14,7 +16,9 @@ namespace wafleet::receiver {
 
 class RedisDedupStore : public DedupStore {
  public:
-  RedisDedupStore(redis::Options options, int64_t pending_ttl_ms, int64_t done_ttl_ms);
+  // lua_claim: claim with the Lua script from the start (chosen by itself on Redis < 7.0).
+  RedisDedupStore(redis::Options options, int64_t pending_ttl_ms, int64_t done_ttl_ms,
+                  bool lua_claim = false);
 
   void claim(std::vector<std::string> keys, std::string token,
              std::function<void(Result<std::vector<ClaimState>>)> done) override;
@@ -27,6 +31,7 @@ class RedisDedupStore : public DedupStore {
  private:
   void run_each(const redis::Script& script, std::vector<std::string> keys,
                 std::vector<std::string> args, std::function<void(Status)> done);
+  std::atomic<bool> legacy_claim_{false};  // Redis < 7.0: the claim runs as a Lua script
   int64_t pending_ttl_ms_;
   int64_t done_ttl_ms_;
   redis::Script claim_;
