@@ -465,21 +465,25 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
       log::warn("webhook.dedupe_unavailable", {{"reason", states.error().message}});
       return finish(ctx->req, ctx->respond, 503, "temporarily unavailable", path, "unavailable");
     }
+    const size_t n = ctx->events.size();
     std::vector<std::string> claimed;
     std::vector<OutRecord> records;
-    std::vector<std::string> kinds;
+    std::vector<const char*> kinds;
+    claimed.reserve(n);
+    records.reserve(n);
+    kinds.reserve(n);
     bool elsewhere = false;
-    std::unordered_set<std::string> seen;  // the same event twice inside one body
-    for (size_t i = 0; i < ctx->events.size(); ++i) {
+    std::unordered_set<std::string_view> seen;  // the same event twice inside one body
+    for (size_t i = 0; i < n; ++i) {
       ClaimState st = i < states->size() ? (*states)[i] : ClaimState::kInFlightElsewhere;
-      if (!seen.insert(ctx->keys[i]).second) {
+      if (n > 1 && !seen.insert(ctx->keys[i]).second) {
         st = ClaimState::kAlreadyDone;
       }
       const char* kind = to_string(ctx->events[i].kind);
       if (st == ClaimState::kClaimed) {
         claimed.push_back(ctx->keys[i]);
         records.push_back(std::move(ctx->records[i]));
-        kinds.emplace_back(kind);
+        kinds.push_back(kind);
         if (options_.receipts != "off" && ctx->events[i].kind == EventKind::kMessage &&
             !ctx->events[i].message_id.empty()) {
           records.push_back(receipt_record(ctx->events[i], options_.receipts));
@@ -503,7 +507,8 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
       return finish(ctx->req, ctx->respond, 200, "ok", path, "duplicate");
     }
     const size_t produced = records.size();
-    sink_.publish(std::move(records), [this, ctx, claimed, kinds, path, produced](const Status& s) {
+    sink_.publish(std::move(records), [this, ctx, claimed = std::move(claimed),
+                                       kinds = std::move(kinds), path, produced](const Status& s) {
       if (!s) {
         // Release before answering: a claim left behind would turn Meta's retry into a
         // "duplicate". If even the release fails, the pending mark expires by itself and the
@@ -517,7 +522,7 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
         });
         return;
       }
-      for (const auto& k : kinds) {
+      for (const char* k : kinds) {
         metrics_->events.get(k, "produced").Increment();
       }
       // Durable on Kafka: answer now. Marking the claims done happens after; if it fails the
