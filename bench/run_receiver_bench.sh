@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-conns=${2:-64}
+conns=${2:-256}
 threads=${3:-2}
 scripts/build release >/dev/null
 run=$(mktemp -d /tmp/wafleet-bench-XXXXXX)
