@@ -190,6 +190,27 @@ TEST(AggregatorWindow, AMediaRecordBeforeItsMessageIsKeptAndItsOffsetHeld) {
   EXPECT_FALSE(ws.oldest_media_offset().has_value());
 }
 
+// Found in CI: after a (re)start the media worker had already stored the photo, and this
+// consumer read the wa.media record before any wa.inbound record of the partition. Kept "at
+// event time 0", the record was forgotten by the first inbound record's event time and the
+// photo waited out the media wait as failed.
+TEST(AggregatorWindow, AMediaRecordReadFirstOnAFreshPartitionIsKeptFromItsOwnTime) {
+  Config c;
+  c.media_wait_ms = 20000;
+  c.join_media = true;
+  WindowSet ws(c);
+  const int64_t now = 1763800000000;  // wall-clock times, as the receiver stamps them
+  ws.media_result("106540352242922:a", "2", true, {{"status", "stored"}}, 0, now + 100);
+  ws.add(text("a", "1", now, "look"), 0);
+  EXPECT_TRUE(ws.advance_event_time(now, 0).empty());
+  ws.add(of_type("a", "2", now + 50, "image", {{"id", "media-1"}}), 1);
+  EXPECT_TRUE(ws.advance_event_time(now + 50, 0).empty());
+  auto closed = ws.close_due(now + 50 + 2000);  // quiet passed: nothing left to wait for
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].messages[1].media, MediaState::kStored);
+  EXPECT_FALSE(ws.oldest_media_offset().has_value());
+}
+
 TEST(AggregatorTurn, JoinsConsecutiveTextsKeepsMediaAndRepliesInPlace) {
   Config joined;
   joined.join_media = true;

@@ -192,7 +192,8 @@ Status Engine::handle_media(const kafka::Record& r) {
     dead_lettered_->Increment();
   } else {
     media_records_->Increment();
-    st.windows.media_result(r.key, message_id, status == "stored", std::move(doc), r.offset);
+    st.windows.media_result(r.key, message_id, status == "stored", std::move(doc), r.offset,
+                            r.timestamp_ms);
   }
   st.media_next_offset = r.offset + 1;
   st.media_dirty = true;

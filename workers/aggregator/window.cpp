@@ -125,7 +125,8 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset, int repla
 }
 
 void WindowSet::media_result(const std::string& conversation_key, const std::string& message_id,
-                             bool stored, nlohmann::json record, int64_t media_offset) {
+                             bool stored, nlohmann::json record, int64_t media_offset,
+                             int64_t record_ms) {
   auto it = windows_.find(conversation_key);
   if (it != windows_.end()) {
     for (auto& b : it->second.messages) {
@@ -157,7 +158,7 @@ void WindowSet::media_result(const std::string& conversation_key, const std::str
       media_offsets_.erase(media_offsets_.find(e->second.media_offset));
     }
   }
-  e->second = Early{stored, std::move(record), media_offset, event_time_};
+  e->second = Early{stored, std::move(record), media_offset, std::max(event_time_, record_ms)};
   if (media_offset >= 0) {
     media_offsets_.insert(media_offset);
   }

@@ -78,8 +78,12 @@ class WindowSet {
   // For a message not buffered yet (the media worker was faster than this consumer) it is
   // kept until the message arrives, or forgotten after 2 x media_wait of event time (the
   // window closed already).
+  // record_ms: the wa.media record's own time. A record read before any inbound record of a
+  // fresh partition (the media worker was ahead of us after a restart) is kept from then, not
+  // from an event time that has not started yet.
   void media_result(const std::string& conversation_key, const std::string& message_id,
-                    bool stored, nlohmann::json record, int64_t media_offset = -1);
+                    bool stored, nlohmann::json record, int64_t media_offset = -1,
+                    int64_t record_ms = 0);
   // Lowest wa.media offset still needed by an open window or a kept record: the wa.media
   // commit position must not pass it, so a restart re-reads it.
   std::optional<int64_t> oldest_media_offset() const;
