@@ -1,5 +1,5 @@
 // The Graph API emulator over HTTP, against Meta's documented request and response shapes
-// (../shared/fixtures/whatsapp): every send example is accepted with Meta's success shape,
+// (tests/fixtures/whatsapp): every send example is accepted with Meta's success shape,
 // faults answer in Meta's error shape, and the admin API signs webhooks a receiver accepts.
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // wafleet-devbroker: librdkafka's mock cluster as a local Kafka for `scripts/up` and quick
 // tests. Creates every catalogue topic, writes its bootstrap address, runs until SIGTERM.
-// Limits (DESIGN.md): memory only, ~5 MiB per partition, no admin API, no commit markers.
+// Limits of librdkafka's mock cluster: memory only, ~5 MiB per partition, no admin API, no commit markers.
 #include <cstdio>
 #include <fstream>
 #include <iostream>

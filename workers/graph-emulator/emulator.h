@@ -1,6 +1,6 @@
 #pragma once
 // A local stand-in for the parts of Meta's Cloud API wafleet uses, built from
-// ../shared/reference/whatsapp-contract.md (sections 3 and 4):
+// docs/reference/whatsapp-contract.md (sections 3 and 4):
 //   GET  /{version}/{media-id}              media URL, mime_type, sha256 (hex), file_size
 //   GET  /media/{media-id}?exp=..&sig=..    the download URL: Bearer token required, expires
 //   POST /{version}/{phone-number-id}/messages   Meta's success and error shapes
