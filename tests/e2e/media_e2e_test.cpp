@@ -1,6 +1,7 @@
 // Media end to end, binaries as processes: the Graph API emulator, the receiver, the media
 // worker and the aggregator on the dev broker and a real redis-server. A burst of text, three
 // photos and a voice note must become ONE turn with every item stored and the transcript there.
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -9,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"
 #include "common/crypto.h"
 #include "common/http_client.h"
 #include "tests/support/services.h"
@@ -50,7 +52,7 @@ class MediaE2E : public ::testing::Test {
     aggregator_ = std::make_unique<test::Process>(
         kBin + "/wafleet-aggregator",
         std::vector<std::string>{"--quiet-ms", "500", "--max-ms", "5000", "--media-wait-ms",
-                                 "20000", "--admin-port-file", dir_ + "/aggregator-admin"},
+                                 "20000", "--max-messages", "200", "--admin-port-file", dir_ + "/aggregator-admin"},
         env_, dir_ + "/aggregator.log");
     // Webhooks sent before both groups hold partitions would wait out the media wait.
     ASSERT_TRUE(test::wait_ready(dir_ + "/aggregator-admin")) << aggregator_->log();
@@ -234,6 +236,79 @@ TEST_F(MediaE2E, MediaWorkerKilledMidDownloadStoresEverythingOnce) {
   ASSERT_TRUE(test::wait_ready(dir_ + "/media-admin")) << media_->log();
   expect_one_complete_turn(turns_for(pnid, 1), ids);
   EXPECT_EQ(stored_files(), 4u) << "a file was stored twice";
+}
+
+// A window held for a slow photo keeps taking the person's messages; the photo lands (after the
+// media worker was restarted mid-download, past max-ms) while the person is still typing: the
+// burst stays one turn, closed by the quiet rule after the last message.
+TEST_F(MediaE2E, APhotoStoredMidBurstAfterARestartKeepsTheBurstWhole) {
+  const std::string pnid = "6" + std::to_string(100000 + std::rand() % 800000);
+  const std::string from = "15550102004";
+  admin("faults", {{"endpoint", "download"}, {"times", 2}, {"latency_ms", 2500}});
+  auto desc = admin("media", {{"id", "img-slow-" + pnid}, {"mime_type", "image/jpeg"},
+                              {"size", 120000}, {"seed", 5}});
+  std::vector<std::string> ids = {"wamid.p.slow." + pnid};
+  const int64_t photo_sent_ms = wall_clock_ms();
+  send(pnid, media_message(from, ids[0], "image", desc, "image/jpeg"));
+  auto download_started = [&] {
+    auto calls = http::fetch("GET", graph_ + "/_emulator/calls", {}, "", std::chrono::seconds(5));
+    for (const auto& c : nlohmann::json::parse(calls->body)) {
+      if (c["path"].get<std::string>().starts_with("/media/")) {
+        return true;
+      }
+    }
+    return false;
+  };
+  bool restarted = false;
+  int64_t stored_seen_ms = 0;
+  // Typing every 300 ms until 2 s after the photo is stored: longer than max-ms (5 s), and
+  // shorter than the media wait (20 s).
+  for (int i = 0; wall_clock_ms() - photo_sent_ms < 18000; ++i) {
+    if (!restarted && download_started()) {
+      media_->kill9();  // mid-download: the record is redelivered to the restarted worker
+      start_media();
+      restarted = true;
+    }
+    if (stored_seen_ms == 0 && std::filesystem::exists(dir_ + "/store/sha256") &&
+        stored_files() > 0) {
+      stored_seen_ms = wall_clock_ms();
+    }
+    if (stored_seen_ms > 0 && wall_clock_ms() - stored_seen_ms > 2000) {
+      break;
+    }
+    const std::string id = "wamid.t" + std::to_string(i) + "." + pnid;
+    send(pnid, {{"from", from}, {"id", id}, {"timestamp", "1750000000"}, {"type", "text"},
+                {"text", {{"body", "line " + std::to_string(i)}}}});
+    ids.push_back(id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  ASSERT_GT(stored_seen_ms, 0) << "the photo was not stored within the burst";
+  ASSERT_TRUE(restarted) << "the download never started";
+  // Wait for the turn holding the last message; then every turn of this person is known.
+  std::vector<nlohmann::json> turns;
+  test::consume_until(
+      brokers_, {topics::kTurns},
+      [&](const std::vector<kafka::Record>& rs) {
+        turns.clear();
+        bool last_seen = false;
+        for (const auto& r : rs) {
+          auto v = nlohmann::json::parse(r.value, nullptr, false);
+          if (!v.is_discarded() && v.value("phone_number_id", "") == pnid) {
+            turns.push_back(v);
+            const auto m = v["message_ids"].get<std::vector<std::string>>();
+            last_seen = last_seen || std::find(m.begin(), m.end(), ids.back()) != m.end();
+          }
+        }
+        return last_seen;
+      },
+      std::chrono::seconds(60));
+  ASSERT_EQ(turns.size(), 1u) << "the burst was split when the photo was stored:\n"
+                              << (turns.empty() ? "" : turns[0].dump(1));
+  EXPECT_EQ(turns[0]["message_ids"].get<std::vector<std::string>>(), ids);
+  const auto& photo = turns[0]["items"][0]["media"];
+  EXPECT_EQ(photo["status"], "stored") << photo.dump();
+  EXPECT_GT(photo.value("at_ms", int64_t{0}) - photo_sent_ms, 5000)
+      << "stored before max-ms: the hold was not exercised";
 }
 
 TEST_F(MediaE2E, MediaThatCannotBeFetchedIsMarkedFailedInTheTurnAndDeadLettered) {

@@ -160,6 +160,64 @@ TEST(AggregatorWindow, MediaHoldsTheWindowUntilStoredOrTheWaitPasses) {
   EXPECT_EQ(closed[0].messages[0].media_record["status"], "failed");
 }
 
+// A window held open for a slow photo keeps taking the person's messages; when the photo is
+// stored mid-burst, the window follows the debounce rule again instead of closing at once
+// because max_ms passed while it was held (that split one burst into two turns).
+TEST(AggregatorWindow, StoredMediaDoesNotCutABurstStillBeingTyped) {
+  Config c;  // quiet 2 s, max 10 s
+  c.media_wait_ms = 30000;
+  c.join_media = true;
+  WindowSet ws(c);
+  ws.add(of_type("a", "p", 0, "image", {{"id", "media-1"}}), 0);
+  int64_t offset = 1;
+  for (int64_t t = 1000; t <= 14000; t += 1000) {  // typing every second, past max_ms
+    EXPECT_TRUE(ws.add(text("a", "t" + std::to_string(t), t, "more"), offset++).empty())
+        << "held by the photo at " << t;
+  }
+  EXPECT_TRUE(ws.close_due(14000).empty());
+  ws.media_result("106540352242922:a", "p", true, {{"uri", "file:///m/p"}}, 7, 14100);
+  EXPECT_TRUE(ws.close_due(14100).empty()) << "the person typed 0.1 s ago: still their burst";
+  EXPECT_TRUE(ws.add(text("a", "last", 15000, "done"), offset++).empty());
+  EXPECT_EQ(ws.next_due(), 17000);
+  auto closed = ws.close_due(17000);
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].messages.size(), 16u) << "one turn: photo, 14 texts, the last";
+  EXPECT_EQ(closed[0].messages[0].media, MediaState::kStored);
+}
+
+TEST(AggregatorWindow, AWindowThatHeldMediaIsStillCutByTheMediaWaitAndMaxMessages) {
+  Config c;  // quiet 2 s, max 10 s
+  c.media_wait_ms = 12000;
+  c.join_media = true;
+  {
+    // Typing every second without end: the media wait (12 s) cuts it, not max_ms (10 s).
+    WindowSet ws(c);
+    ws.add(of_type("a", "p", 0, "image", {{"id", "media-1"}}), 0);
+    ws.media_result("106540352242922:a", "p", true, {{"uri", "file:///m/p"}}, 3, 500);
+    for (int64_t t = 1000; t <= 11000; t += 1000) {
+      EXPECT_TRUE(ws.add(text("a", "t" + std::to_string(t), t, "x"), t).empty()) << t;
+    }
+    EXPECT_EQ(ws.next_due(), 12000);
+    auto closed = ws.add(text("a", "late", 12000, "x"), 12000);
+    ASSERT_EQ(closed.size(), 1u);
+    EXPECT_EQ(closed[0].messages.size(), 12u);
+  }
+  {
+    // max_messages waits for a pending photo, then cuts the window the moment it is stored.
+    c.max_messages = 5;
+    WindowSet ws(c);
+    ws.add(of_type("b", "p", 0, "image", {{"id", "media-2"}}), 0);
+    for (int64_t t = 1000; t <= 4000; t += 1000) {
+      EXPECT_TRUE(ws.add(text("b", "t" + std::to_string(t), t, "x"), t).empty());
+    }
+    EXPECT_TRUE(ws.close_due(4000).empty()) << "five messages, the photo still pending";
+    ws.media_result("106540352242922:b", "p", true, {{"uri", "file:///m/p"}}, 3, 4500);
+    auto closed = ws.close_due(4500);
+    ASSERT_EQ(closed.size(), 1u);
+    EXPECT_EQ(closed[0].messages.size(), 5u);
+  }
+}
+
 TEST(AggregatorWindow, AMediaRecordBeforeItsMessageIsKeptAndItsOffsetHeld) {
   Config c;
   c.media_wait_ms = 8000;

@@ -24,11 +24,28 @@ int64_t due_at(const Window& w, const Config& c) {
 
 int64_t WindowSet::effective_due(const Window& w) const {
   const int64_t due = due_at(w, config_);
-  if (w.pending_media() == 0) {
+  size_t pending = 0;
+  bool held = false;
+  for (const auto& b : w.messages) {
+    pending += b.media == MediaState::kPending ? 1 : 0;
+    held = held || b.media != MediaState::kNone;
+  }
+  if (pending > 0) {
+    // Media still downloading holds the window, up to the media wait.
+    return std::max(due, w.opened_ms + config_.media_wait_ms);
+  }
+  if (!held || config_.mode == Config::Mode::kTumbling) {
     return due;
   }
-  // Media still downloading holds the window, up to the media wait.
-  return std::max(due, w.opened_ms + config_.media_wait_ms);
+  // The media it waited for is in: the debounce rule again (quiet since the last message).
+  // The window may have been held past max_ms while the person kept typing; max_ms must not
+  // then cut the burst the moment the media lands, so the time cap of a window that held
+  // media is the media wait. max_messages still cuts it (it could not while media was pending).
+  if (w.messages.size() >= config_.max_messages) {
+    return w.last_ms;
+  }
+  return std::min(w.last_ms + config_.quiet_ms,
+                  w.opened_ms + std::max(config_.max_ms, config_.media_wait_ms));
 }
 
 void WindowSet::index(const std::string& key, const Window& w) {
