@@ -173,5 +173,69 @@ TEST_F(GraphEmulatorTest, SignsWebhooksForAReceiver) {
   receiver.stop();
 }
 
+TEST_F(GraphEmulatorTest, MessagesAreAsStrictAsMetaWhereTheContractSaysSo) {
+  auto too_long = post("/v22.0/106540352242922/messages",
+                       nlohmann::json{{"messaging_product", "whatsapp"}, {"to", "16505551234"},
+                                      {"type", "text"}, {"text", {{"body", std::string(4097, 'a')}}}}
+                           .dump());
+  EXPECT_EQ(too_long.status, 400);
+  EXPECT_EQ(nlohmann::json::parse(too_long.body)["error"]["code"], 100) << too_long.body;
+  auto unknown = post("/v22.0/106540352242922/messages",
+                      nlohmann::json{{"messaging_product", "whatsapp"}, {"to", "16505551234"},
+                                     {"type", "poll"}, {"poll", {{"q", "?"}}}}
+                          .dump());
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(nlohmann::json::parse(unknown.body)["error"]["code"], 100) << unknown.body;
+  auto group = post("/v22.0/106540352242922/messages", test::fixture("wafleet_send_text_group.json"));
+  ASSERT_EQ(group.status, 200) << group.body;
+  const auto answer = nlohmann::json::parse(group.body);
+  EXPECT_EQ(answer["contacts"][0],
+            nlohmann::json({{"input", "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD"}}))
+      << "a group has no wa_id: no digits are taken out of its id";
+  EXPECT_TRUE(answer["messages"][0]["id"].get<std::string>().starts_with("wamid."));
+}
+
+TEST_F(GraphEmulatorTest, UploadedMediaCanBeLookedUpAndDeletedPerTheContract) {
+  auto multipart = [&](const std::vector<std::pair<std::string, std::string>>& fields,
+                       const std::string& file, const std::string& file_type) {
+    const std::string boundary = "----wafleet-test-boundary";
+    std::string body;
+    for (const auto& [k, v] : fields) {
+      body += "--" + boundary + "\r\nContent-Disposition: form-data; name=\"" + k + "\"\r\n\r\n" +
+              v + "\r\n";
+    }
+    body += "--" + boundary +
+            "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: " +
+            file_type + "\r\n\r\n" + file + "\r\n--" + boundary + "--\r\n";
+    return http::fetch("POST", base_ + "/v22.0/106540352242922/media",
+                       {{"Content-Type", "multipart/form-data; boundary=" + boundary},
+                        {"Authorization", "Bearer emulator-token"}},
+                       body, std::chrono::seconds(5));
+  };
+  const std::string png = "\x89PNG\r\n\x1a\n fake image bytes";
+  auto up = multipart({{"messaging_product", "whatsapp"}, {"type", "image/png"}}, png, "image/png");
+  ASSERT_TRUE(up && up->status == 200) << (up ? up->body : up.error().message);
+  const std::string id = nlohmann::json::parse(up->body)["id"];
+  auto info = http::fetch("GET", base_ + "/v22.0/" + id, {{"Authorization", "Bearer emulator-token"}},
+                          "", std::chrono::seconds(5));
+  ASSERT_TRUE(info && info->status == 200);
+  EXPECT_EQ(nlohmann::json::parse(info->body)["mime_type"], "image/png");
+  EXPECT_EQ(nlohmann::json::parse(info->body)["file_size"], png.size());
+  auto del = http::fetch("DELETE", base_ + "/v22.0/" + id, {{"Authorization", "Bearer emulator-token"}},
+                         "", std::chrono::seconds(5));
+  ASSERT_TRUE(del && del->status == 200);
+  EXPECT_EQ(nlohmann::json::parse(del->body), nlohmann::json({{"success", true}}));
+  auto gone = http::fetch("GET", base_ + "/v22.0/" + id, {{"Authorization", "Bearer emulator-token"}},
+                          "", std::chrono::seconds(5));
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_EQ(nlohmann::json::parse(gone->body)["error"]["code"], 100);
+  auto gif = multipart({{"messaging_product", "whatsapp"}, {"type", "image/gif"}}, "GIF89a", "image/gif");
+  ASSERT_TRUE(gif.has_value());
+  EXPECT_EQ(gif->status, 400) << "Meta takes jpeg and png images only";
+  auto bare = multipart({{"type", "image/png"}}, png, "image/png");
+  ASSERT_TRUE(bare.has_value());
+  EXPECT_EQ(nlohmann::json::parse(bare->body)["error"]["code"], 100) << "messaging_product is required";
+}
+
 }  // namespace
 }  // namespace wafleet::emulator

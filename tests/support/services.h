@@ -21,6 +21,8 @@ std::string read_trimmed(const std::string& path);
 // Runs a shell command to completion; its stdout+stderr in out; returns the exit code.
 int run_command(const std::string& cmd, std::string& out);
 std::string temp_dir(const std::string& prefix);
+// Writes bytes to path (binary), failing the test if it cannot.
+void write_file(const std::string& path, const std::string& bytes);
 
 // A child process with its output in a log file; SIGTERM then SIGKILL on destruction.
 class Process {

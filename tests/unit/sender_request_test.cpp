@@ -112,5 +112,109 @@ TEST(SenderRequest, EnvelopeErrorsAreNamed) {
   EXPECT_EQ(error_of(nlohmann::json::array()), "request: must be a JSON object");
 }
 
+TEST(SenderRequest, EveryInteractiveTypeMetaDocumentsPassesThroughUnchanged) {
+  for (const char* name :
+       {"wafleet_send_interactive_flow.json", "wafleet_send_interactive_location_request.json",
+        "wafleet_send_interactive_voice_call.json",
+        "wafleet_send_interactive_call_permission_request.json",
+        "wafleet_send_interactive_product.json", "wafleet_send_interactive_product_list.json",
+        "wafleet_send_interactive_catalog_message.json",
+        "wafleet_send_interactive_carousel.json"}) {
+    const auto meta = nlohmann::json::parse(test::fixture(name));
+    auto r = parse_request(base("interactive", meta["interactive"]));
+    ASSERT_TRUE(r.has_value()) << name << ": " << r.error();
+    EXPECT_EQ(r->graph_body["interactive"], meta["interactive"]) << name;
+  }
+}
+
+TEST(SenderRequest, InteractiveTypesAreCheckedForTheirStructure) {
+  auto carousel = nlohmann::json::parse(
+      test::fixture("wafleet_send_interactive_carousel.json"))["interactive"];
+  carousel["action"]["cards"].erase(1);
+  EXPECT_EQ(error_of(base("interactive", carousel)),
+            "interactive.action.cards: 1 cards, Meta allows 2 to 10");
+  auto flow = nlohmann::json::parse(test::fixture("wafleet_send_interactive_flow.json"))["interactive"];
+  flow["action"]["parameters"].erase("flow_id");
+  EXPECT_EQ(error_of(base("interactive", flow)),
+            "interactive.action.parameters: flow_id or flow_name is required");
+  auto location = nlohmann::json::parse(
+      test::fixture("wafleet_send_interactive_location_request.json"))["interactive"];
+  location["action"]["name"] = "send_place";
+  EXPECT_EQ(error_of(base("interactive", location)), "interactive.action.name: must be send_location");
+  auto list = nlohmann::json::parse(
+      test::fixture("wafleet_send_interactive_product_list.json"))["interactive"];
+  list.erase("header");
+  EXPECT_EQ(error_of(base("interactive", list)),
+            "interactive.header: a text header is required for product_list");
+  EXPECT_NE(error_of(base("interactive", {{"type", "poll"}, {"body", {{"text", "x"}}}})), "");
+}
+
+TEST(SenderRequest, EnvelopeFieldsArePassedThroughOrRefusedNeverDropped) {
+  auto j = base("text", {{"body", "x"}});
+  j["recipient_identity_key_hash"] = "DF2lS5v2W6x=";
+  auto r = parse_request(j);
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(r->graph_body["recipient_identity_key_hash"], "DF2lS5v2W6x=");
+  j = base("text", {{"body", "x"}});
+  j["preview"] = true;  // a misspelt field Meta would not know
+  EXPECT_EQ(error_of(j), "'preview': not a field of Meta's /messages request (for type 'text') nor "
+                         "of wafleet's envelope; refused rather than dropped");
+  j = base("text", {{"body", "x"}});
+  j["image"] = {{"id", "1"}};  // another type's object
+  EXPECT_NE(error_of(j), "");
+  j = base("text", {{"body", "x"}});
+  j["messaging_product"] = "sms";
+  EXPECT_EQ(error_of(j), "messaging_product: must be \"whatsapp\"");
+  j = base("text", {{"body", "x"}});
+  j["wafleet"] = {{"turn_id", "t1"}, {"source", "bridge"}};  // the producer's own, never sent
+  r = parse_request(j);
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_FALSE(r->graph_body.contains("wafleet"));
+  // A client library's own mark-as-read body is a receipt.
+  r = parse_request({{"request_id", "r"}, {"phone_number_id", "1"}, {"messaging_product", "whatsapp"},
+                     {"status", "read"}, {"message_id", "wamid.X"},
+                     {"typing_indicator", {{"type", "text"}}}});
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(r->type, "typing");
+}
+
+TEST(SenderRequest, GroupsAreSentByGroupIdAndNeedNoPersonsWindow) {
+  const auto meta = nlohmann::json::parse(test::fixture("wafleet_send_text_group.json"));
+  auto j = meta;
+  j["request_id"] = "g1";
+  j["phone_number_id"] = "106540352242922";
+  auto r = parse_request(j);
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_TRUE(r->group);
+  EXPECT_EQ(r->graph_body, meta);
+  j["recipient_type"] = "broadcast";
+  EXPECT_EQ(error_of(j), "recipient_type: expected individual or group, got 'broadcast'");
+  j["recipient_type"] = "group";
+  j.erase("to");
+  j["recipient"] = "US.1";
+  EXPECT_EQ(error_of(j), "recipient_type group: `to` is the group id (no recipient)");
+}
+
+TEST(SenderRequest, StoredMediaNamesItsObjectAndAMimeTypeMetaAccepts) {
+  auto r = parse_request(base("image", {{"storage_uri", "file:///srv/media/sha256/ab/abc"},
+                                        {"mime_type", "image/jpeg"},
+                                        {"caption", "your receipt"}}));
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(r->upload_uri, "file:///srv/media/sha256/ab/abc");
+  EXPECT_EQ(r->upload_mime, "image/jpeg");
+  EXPECT_EQ(r->graph_body["image"], (nlohmann::json{{"caption", "your receipt"}}))
+      << "storage_uri and mime_type never reach Meta; the id is set after the upload";
+  EXPECT_EQ(error_of(base("image", {{"storage_uri", "s3://b/k"}})),
+            "image.mime_type: required with storage_uri (the upload names it)");
+  EXPECT_EQ(error_of(base("image", {{"storage_uri", "s3://b/k"}, {"mime_type", "image/gif"}})),
+            "image.mime_type: 'image/gif' is not a type Meta accepts for image");
+  EXPECT_NE(error_of(base("image", {{"storage_uri", "s3://b/k"}, {"id", "1"}})), "");
+  EXPECT_NE(error_of(base("image", {{"storage_uri", "http://x/y"}, {"mime_type", "image/png"}})), "");
+  EXPECT_EQ(error_of(base("audio", {{"storage_uri", "/srv/a.ogg"},
+                                     {"mime_type", "audio/ogg; codecs=opus"},
+                                     {"voice", true}})),
+            "");
+}
+
 }  // namespace
 }  // namespace wafleet::sender

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "common/clock.h"
@@ -67,12 +68,18 @@ bool is_version(const std::string& s) {
   return std::regex_match(s, re);
 }
 
-// The bytes of the multipart part named "file".
-std::optional<std::string> multipart_file(const http::Request& req) {
+struct Part {
+  std::string headers;
+  std::string body;
+};
+
+// The parts of a multipart/form-data body, by name.
+std::map<std::string, Part> multipart_parts(const http::Request& req) {
+  std::map<std::string, Part> parts;
   const std::string ct(req[bhttp::field::content_type]);
   const size_t b = ct.find("boundary=");
-  if (b == std::string::npos) {
-    return std::nullopt;
+  if (!ct.starts_with("multipart/form-data") || b == std::string::npos) {
+    return parts;
   }
   std::string boundary = ct.substr(b + 9);
   if (!boundary.empty() && boundary.front() == '"') {
@@ -85,19 +92,51 @@ std::optional<std::string> multipart_file(const http::Request& req) {
     const size_t headers_start = pos + delim.size() + 2;
     const size_t headers_end = body.find("\r\n\r\n", headers_start);
     if (headers_end == std::string::npos) {
-      return std::nullopt;
+      break;
     }
     const std::string headers = body.substr(headers_start, headers_end - headers_start);
     const size_t next = body.find("\r\n" + delim, headers_end + 4);
     if (next == std::string::npos) {
-      return std::nullopt;
+      break;
     }
-    if (headers.find("name=\"file\"") != std::string::npos) {
-      return body.substr(headers_end + 4, next - headers_end - 4);
+    const size_t n = headers.find("name=\"");
+    if (n != std::string::npos) {
+      const size_t end = headers.find('"', n + 6);
+      parts[headers.substr(n + 6, end - n - 6)] =
+          Part{headers, body.substr(headers_end + 4, next - headers_end - 4)};
     }
     pos = next + 2;
   }
-  return std::nullopt;
+  return parts;
+}
+
+// The bytes of the multipart part named "file".
+std::optional<std::string> multipart_file(const http::Request& req) {
+  auto parts = multipart_parts(req);
+  auto it = parts.find("file");
+  if (it == parts.end()) {
+    return std::nullopt;
+  }
+  return it->second.body;
+}
+
+// Meta's supported upload types and their size limits (contract section 3).
+std::optional<size_t> upload_limit(const std::string& mime) {
+  static const std::map<std::string, size_t> limits = {
+      {"image/jpeg", 5u << 20}, {"image/png", 5u << 20}, {"image/webp", 500u << 10},
+      {"audio/aac", 16u << 20}, {"audio/amr", 16u << 20}, {"audio/mpeg", 16u << 20},
+      {"audio/mp4", 16u << 20}, {"audio/ogg", 16u << 20}, {"video/3gpp", 16u << 20},
+      {"video/mp4", 16u << 20}, {"text/plain", 100u << 20}, {"application/pdf", 100u << 20},
+      {"application/vnd.ms-excel", 100u << 20}, {"application/msword", 100u << 20},
+      {"application/vnd.ms-powerpoint", 100u << 20},
+      {"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", 100u << 20},
+      {"application/vnd.openxmlformats-officedocument.wordprocessingml.document", 100u << 20},
+      {"application/vnd.openxmlformats-officedocument.presentationml.presentation", 100u << 20}};
+  auto it = limits.find(mime.substr(0, mime.find(';')));
+  if (it == limits.end()) {
+    return std::nullopt;
+  }
+  return it->second;
 }
 
 // Meta's title and details for the codes the fleet reacts to (contract section 5.2).
@@ -160,10 +199,10 @@ std::optional<Fault> Fault::from_json(const nlohmann::json& j, std::string& erro
     error = std::string("bad fault field: ") + e.what();
     return std::nullopt;
   }
-  static const std::vector<std::string> known = {"media", "download", "messages",
+  static const std::vector<std::string> known = {"media", "download", "messages", "upload",
                                                  "transcriptions"};
   if (std::find(known.begin(), known.end(), f.endpoint) == known.end()) {
-    error = "endpoint must be one of media, download, messages, transcriptions";
+    error = "endpoint must be one of media, download, messages, upload, transcriptions";
     return std::nullopt;
   }
   return f;
@@ -293,8 +332,15 @@ http::Response GraphEmulator::route(const http::Request& req, Call& call, int64_
       parts[2] == "messages") {
     return messages(req, parts[1], call, delay_ms);
   }
+  if (method == bhttp::verb::post && parts.size() == 3 && is_version(parts[0]) &&
+      parts[2] == "media") {
+    return upload(req, parts[1], call, delay_ms);
+  }
   if (method == bhttp::verb::get && parts.size() == 2 && is_version(parts[0])) {
     return media_info(req, parts[1], call, delay_ms);
+  }
+  if (method == bhttp::verb::delete_ && parts.size() == 2 && is_version(parts[0])) {
+    return delete_media(req, parts[1], call);
   }
   return graph_error(req, 100, "Unsupported request: " + std::string(req.method_string()) + " " +
                                    path,
@@ -412,11 +458,41 @@ http::Response GraphEmulator::messages(const http::Request& req, const std::stri
     return graph_error(req, 131008, "Required parameter is missing: to", 400);
   }
   const std::string type = body.value("type", "text");
+  static const std::set<std::string> types = {"text", "image", "audio", "video", "document",
+                                              "sticker", "location", "contacts", "interactive",
+                                              "template", "reaction"};
+  if (types.count(type) == 0) {
+    return graph_error(req, 100, "Param type must be one of {AUDIO, CONTACTS, DOCUMENT, IMAGE, "
+                                 "INTERACTIVE, LOCATION, REACTION, STICKER, TEMPLATE, TEXT, "
+                                 "VIDEO} - got \"" + type + "\".", 400);
+  }
   if (!body.contains(type)) {
     return graph_error(req, 131008, "Required parameter is missing: " + type, 400);
   }
+  if (type == "text") {
+    const auto& t = body[type];
+    if (!t.is_object() || !t.contains("body") || !t["body"].is_string()) {
+      return graph_error(req, 131008, "Required parameter is missing: text.body", 400);
+    }
+    size_t chars = 0;
+    for (unsigned char c : t["body"].get<std::string>()) {
+      chars += (c & 0xC0) != 0x80 ? 1 : 0;
+    }
+    if (chars > 4096) {
+      return graph_error(req, 100, "Param text['body'] must be at most 4096 characters long.", 400);
+    }
+  }
+  const std::string recipient_type = body.value("recipient_type", "individual");
+  if (recipient_type != "individual" && recipient_type != "group") {
+    return graph_error(req, 100, "Param recipient_type must be one of {INDIVIDUAL, GROUP}", 400);
+  }
   nlohmann::json contact;
-  if (!to.empty()) {
+  if (recipient_type == "group") {
+    if (to.empty()) {
+      return graph_error(req, 131008, "Required parameter is missing: to (the group id)", 400);
+    }
+    contact = {{"input", to}};  // a group: no wa_id, and no digits taken out of its id
+  } else if (!to.empty()) {
     std::string digits;
     for (char c : to) {
       if (c >= '0' && c <= '9') {
@@ -434,6 +510,70 @@ http::Response GraphEmulator::messages(const http::Request& req, const std::stri
                         {"contacts", nlohmann::json::array({contact})},
                         {"messages", nlohmann::json::array({{{"id", wamid}}})}};
   return http::make_json_response(req, 200, out.dump());
+}
+
+http::Response GraphEmulator::upload(const http::Request& req, const std::string& pnid,
+                                     Call& call, int64_t& delay_ms) {
+  if (!call.authorized) {
+    return graph_error(req, 190, "Error validating access token: the Bearer token is missing or wrong.", 401);
+  }
+  auto fault = take_fault("upload", pnid);
+  if (fault) {
+    delay_ms = fault->latency_ms;
+    if (fault->error_code != 0) {
+      return graph_error(req, fault->error_code, "", fault->status());
+    }
+    if (fault->is_error()) {
+      return graph_error(req, 2, "", fault->status());
+    }
+  }
+  auto parts = multipart_parts(req);
+  if (parts.count("messaging_product") == 0 || parts["messaging_product"].body != "whatsapp") {
+    return graph_error(req, 100, "The parameter messaging_product is required.", 400);
+  }
+  auto file = parts.find("file");
+  if (file == parts.end()) {
+    return graph_error(req, 100, "The parameter file is required.", 400);
+  }
+  std::string mime = parts.count("type") ? parts["type"].body : "";
+  if (mime.empty()) {
+    const size_t ct = file->second.headers.find("Content-Type: ");
+    if (ct != std::string::npos) {
+      mime = file->second.headers.substr(ct + 14, file->second.headers.find("\r\n", ct) - ct - 14);
+    }
+  }
+  const auto limit = upload_limit(mime);
+  if (!limit) {
+    return graph_error(req, 100, "Param file must be a file with one of the supported types; got '" +
+                                     mime + "'", 400);
+  }
+  if (file->second.body.size() > *limit) {
+    return graph_error(req, 100, "Param file is " + std::to_string(file->second.body.size()) +
+                                     " bytes; the limit for " + mime + " is " +
+                                     std::to_string(*limit), 400);
+  }
+  Media m;
+  m.id = std::to_string(9000000000000000ULL + next_message_.fetch_add(1));
+  m.mime_type = mime;
+  m.bytes = std::move(file->second.body);
+  m.uploaded_by = pnid;
+  const auto described = add_media(std::move(m));
+  call.body = {{"uploaded", described["id"]}, {"mime_type", mime},
+               {"file_size", described["file_size"]}, {"sha256_hex", described["sha256_hex"]}};
+  return http::make_json_response(req, 200, nlohmann::json{{"id", described["id"]}}.dump());
+}
+
+http::Response GraphEmulator::delete_media(const http::Request& req, const std::string& id,
+                                           Call& call) {
+  if (!call.authorized) {
+    return graph_error(req, 190, "Error validating access token: the Bearer token is missing or wrong.", 401);
+  }
+  std::lock_guard lock(mu_);
+  if (media_.erase(id) == 0) {
+    return graph_error(req, 100, "Unsupported delete request. Object with ID '" + id +
+                                     "' does not exist", 400);
+  }
+  return http::make_json_response(req, 200, R"({"success":true})");
 }
 
 http::Response GraphEmulator::transcription(const http::Request& req, Call& call,

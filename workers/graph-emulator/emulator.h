@@ -4,6 +4,9 @@
 //   GET  /{version}/{media-id}              media URL, mime_type, sha256 (hex), file_size
 //   GET  /media/{media-id}?exp=..&sig=..    the download URL: Bearer token required, expires
 //   POST /{version}/{phone-number-id}/messages   Meta's success and error shapes
+//   POST /{version}/{phone-number-id}/media upload (multipart: messaging_product, type, file)
+//                                           -> {"id"}; Meta's types and size limits
+//   DELETE /{version}/{media-id}            -> {"success": true}
 //   POST /v1/audio/transcriptions           OpenAI-compatible transcription (multipart)
 // and an admin API for tests and the demo, under /_emulator/:
 //   POST /_emulator/media    register media: {"id","mime_type", "content_base64" | "size"+"seed",
@@ -35,7 +38,7 @@ struct Options {
 };
 
 // A fault rule: the next `times` calls (-1: every call) to `endpoint` (media | download |
-// messages | transcriptions), optionally only for one media id or recipient (`match`), get it.
+// messages | upload | transcriptions), optionally only for one media id or recipient (`match`), get it.
 struct Fault {
   std::string endpoint;
   std::string match;
@@ -53,11 +56,12 @@ struct Fault {
 };
 
 struct Media {
-  std::string id;
-  std::string mime_type;
-  std::string bytes;
-  std::string sha256_hex;
-  std::string transcript;
+  std::string id{};
+  std::string mime_type{};
+  std::string bytes{};
+  std::string sha256_hex{};
+  std::string transcript{};
+  std::string uploaded_by{};  // the phone number id that uploaded it; "" for test media
 };
 
 class GraphEmulator {
@@ -91,6 +95,9 @@ class GraphEmulator {
   http::Response messages(const http::Request& req, const std::string& pnid, Call& call,
                           int64_t& delay_ms);
   http::Response transcription(const http::Request& req, Call& call, int64_t& delay_ms);
+  http::Response upload(const http::Request& req, const std::string& pnid, Call& call,
+                        int64_t& delay_ms);
+  http::Response delete_media(const http::Request& req, const std::string& id, Call& call);
   http::Response admin(const http::Request& req, const std::string& what);
   std::string url_signature(const std::string& id, int64_t exp) const;
   bool authorized(const http::Request& req) const;

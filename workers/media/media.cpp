@@ -185,7 +185,8 @@ std::string S3Storage::key_for(const std::string& sha256_hex) const {
 
 namespace {
 
-// One SigV4-signed S3 request (libcurl signs it); the HTTP status. PUT uploads body_file.
+// One SigV4-signed S3 request (libcurl signs it); the HTTP status. PUT uploads body_file, GET
+// downloads into it.
 Result<long> s3_request(const S3Options& o, const std::string& method, const std::string& key,
                         const std::string& body_file, const std::string& content_sha256,
                         const std::string& mime_type, std::string* response) {
@@ -213,6 +214,13 @@ Result<long> s3_request(const S3Options& o, const std::string& method, const std
   std::FILE* f = nullptr;
   if (method == "HEAD") {
     curl_easy_setopt(c.get(), CURLOPT_NOBODY, 1L);
+  } else if (method == "GET") {
+    f = std::fopen(body_file.c_str(), "wb");  // the object's bytes go to body_file
+    if (!f) {
+      return Unexpected(Error::transient("cannot write " + body_file));
+    }
+    curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, nullptr);  // libcurl's fwrite
+    curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, f);
   } else {
     f = std::fopen(body_file.c_str(), "rb");
     if (!f) {
@@ -274,6 +282,43 @@ Result<std::string> S3Storage::put(const std::string& temp_file, const std::stri
     return Unexpected(*status >= 500 ? Error::transient(what) : Error::permanent(what));
   }
   return "s3://" + options_.bucket + "/" + key;
+}
+
+Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3) {
+  if (uri.starts_with("file://") || uri.starts_with("/")) {
+    LocalObject o{uri.starts_with("file://") ? uri.substr(7) : uri, false};
+    std::error_code ec;
+    if (!fs::is_regular_file(o.path, ec)) {
+      return Unexpected(Error::invalid("stored object " + o.path + " does not exist"));
+    }
+    return o;
+  }
+  if (!uri.starts_with("s3://")) {
+    return Unexpected(Error::invalid("storage_uri " + uri + ": expected file:// or s3://"));
+  }
+  if (s3 == nullptr || s3->bucket.empty()) {
+    return Unexpected(Error::invalid("storage_uri " + uri + ": no S3 storage is configured"));
+  }
+  const std::string rest = uri.substr(5);
+  const size_t slash = rest.find('/');
+  if (slash == std::string::npos || rest.substr(0, slash) != s3->bucket) {
+    return Unexpected(Error::invalid("storage_uri " + uri + ": not in bucket " + s3->bucket));
+  }
+  std::error_code ec;
+  fs::create_directories(s3->staging_dir, ec);
+  LocalObject o{s3->staging_dir + "/get-" + crypto::random_hex(8), true};
+  auto status = s3_request(*s3, "GET", rest.substr(slash + 1), o.path, kEmptySha256, "", nullptr);
+  if (!status || *status != 200) {
+    fs::remove(o.path, ec);
+    if (!status) {
+      return Unexpected(status.error());
+    }
+    const std::string what = "s3 GET " + uri + ": HTTP " + std::to_string(*status);
+    return Unexpected(*status == 404 ? Error::invalid(what)
+                                     : *status >= 500 ? Error::transient(what)
+                                                      : Error::permanent(what));
+  }
+  return o;
 }
 
 // ---------------------------------------------------------------------------------------------

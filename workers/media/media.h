@@ -75,6 +75,15 @@ class S3Storage : public Storage {
   S3Options options_;
 };
 
+// A stored object (a URI as Storage::put returned it) as a local file, for the sender's
+// uploads: file:// (or a plain path) is read in place; s3:// is downloaded into the staging
+// dir, and `temporary` says the caller removes it. A missing object is invalid input.
+struct LocalObject {
+  std::string path;
+  bool temporary = false;
+};
+Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3);
+
 struct Options {
   std::string graph_base = "https://graph.facebook.com";
   std::string graph_version = "v22.0";

@@ -17,12 +17,6 @@ std::vector<config::Option> own_options() {
   std::vector<config::Option> opts = {
       {"storage", "local", "local | s3"},
       {"storage-dir", "./wafleet-media", "local store (content-addressed); with s3: the staging dir"},
-      {"s3-endpoint", "", "S3-compatible endpoint, e.g. https://s3.eu-west-1.amazonaws.com"},
-      {"s3-bucket", "", "bucket"},
-      {"s3-region", "us-east-1", "region for SigV4"},
-      {"s3-access-key", "", "access key id", true},
-      {"s3-secret-key", "", "secret access key", true},
-      {"s3-prefix", "", "key prefix, e.g. media/"},
       {"max-image-bytes", "5242880", "largest image stored (Meta: 5 MB)"},
       {"max-audio-bytes", "16777216", "largest audio stored (Meta: 16 MB)"},
       {"max-video-bytes", "16777216", "largest video stored (Meta: 16 MB)"},
@@ -37,6 +31,8 @@ std::vector<config::Option> own_options() {
   };
   auto graph = worker::graph_api_options();
   opts.insert(opts.begin(), graph.begin(), graph.end());
+  auto s3 = s3_options();
+  opts.insert(opts.end(), s3.begin(), s3.end());
   return opts;
 }
 
@@ -161,6 +157,29 @@ class MediaCore : public worker::LoopCore {
 
 }  // namespace
 
+std::vector<config::Option> s3_options() {
+  return {
+      {"s3-endpoint", "", "S3-compatible endpoint, e.g. https://s3.eu-west-1.amazonaws.com"},
+      {"s3-bucket", "", "bucket"},
+      {"s3-region", "us-east-1", "region for SigV4"},
+      {"s3-access-key", "", "access key id", true},
+      {"s3-secret-key", "", "secret access key", true},
+      {"s3-prefix", "", "key prefix, e.g. media/"},
+  };
+}
+
+S3Options parse_s3(const config::Settings& s, const std::string& staging_dir) {
+  S3Options o;
+  o.endpoint = s.get("s3-endpoint");
+  o.bucket = s.get("s3-bucket");
+  o.region = s.get("s3-region");
+  o.access_key = s.get("s3-access-key");
+  o.secret_key = s.get("s3-secret-key");
+  o.prefix = s.get("s3-prefix");
+  o.staging_dir = staging_dir;
+  return o;
+}
+
 WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& errors) {
   WorkerConfig c;
   c.fetch.graph_base = s.get("graph-base");
@@ -190,13 +209,7 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
         errors.push_back(config::env_name(name) + ": required with WAFLEET_STORAGE=s3");
       }
     }
-    c.s3_options.endpoint = s.get("s3-endpoint");
-    c.s3_options.bucket = s.get("s3-bucket");
-    c.s3_options.region = s.get("s3-region");
-    c.s3_options.access_key = s.get("s3-access-key");
-    c.s3_options.secret_key = s.get("s3-secret-key");
-    c.s3_options.prefix = s.get("s3-prefix");
-    c.s3_options.staging_dir = c.storage_dir;
+    c.s3_options = parse_s3(s, c.storage_dir);
   }
   return c;
 }

@@ -19,6 +19,10 @@ struct WorkerConfig {
   std::chrono::milliseconds backoff{500};
 };
 
+// The S3 settings (WAFLEET_S3_*), shared with the sender, which uploads stored media.
+std::vector<config::Option> s3_options();
+S3Options parse_s3(const config::Settings& s, const std::string& staging_dir);
+
 // Pure: every problem appended to errors.
 WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& errors);
 worker::Spec spec();

@@ -145,7 +145,9 @@ Status Conversations::opt_out(const std::string& phone_number_id, const std::str
 }
 
 Result<std::optional<std::string>> Conversations::refusal(const Request& r, int64_t now_ms) {
-  if (r.type == "read" || r.type == "typing") {
+  if (r.type == "read" || r.type == "typing" || r.group) {
+    // Receipts are not messages; a group has no person's 24-hour window (and its id is not a
+    // phone number to take digits out of).
     return std::optional<std::string>();
   }
   const std::string prefix = "{" + r.phone_number_id + "}:";

@@ -1,5 +1,6 @@
 #include "workers/sender/request.h"
 
+#include <map>
 #include <set>
 
 namespace wafleet::sender {
@@ -41,14 +42,55 @@ std::optional<std::string> check_text(const Json& obj, const char* key, const st
   return std::nullopt;
 }
 
+// The MIME types Meta accepts per media kind (contract section 3).
+std::optional<std::string> check_upload_mime(const std::string& type, const std::string& mime) {
+  static const std::map<std::string, std::set<std::string>> allowed = {
+      {"image", {"image/jpeg", "image/png"}},
+      {"audio", {"audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"}},
+      {"video", {"video/3gpp", "video/mp4"}},
+      {"sticker", {"image/webp"}},
+      {"document",
+       {"text/plain", "application/pdf", "application/vnd.ms-excel",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/msword",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.ms-powerpoint",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation"}}};
+  if (mime.empty()) {
+    return type + ".mime_type: required with storage_uri (the upload names it)";
+  }
+  const std::string base = mime.substr(0, mime.find(';'));
+  auto it = allowed.find(type);
+  if (it == allowed.end() || it->second.count(base) == 0) {
+    return type + ".mime_type: '" + mime + "' is not a type Meta accepts for " + type;
+  }
+  return std::nullopt;
+}
+
 std::optional<std::string> check_media(const std::string& type, const Json& m) {
   if (!m.is_object()) {
     return type + ": must be an object";
   }
-  const bool id = m.contains("id");
+  const int sources = (m.contains("id") ? 1 : 0) + (m.contains("link") ? 1 : 0) +
+                      (m.contains("storage_uri") ? 1 : 0);
   const bool link = m.contains("link");
-  if (id == link) {
-    return type + ": exactly one of id (uploaded media) or link";
+  if (sources != 1) {
+    return type + ": exactly one of id (uploaded media), link, or storage_uri (a stored object "
+                  "the sender uploads)";
+  }
+  if (m.contains("storage_uri")) {
+    const std::string uri = str(m, "storage_uri");
+    if (!uri.starts_with("file://") && !uri.starts_with("s3://") && !uri.starts_with("/")) {
+      return type + ".storage_uri: expected file:///path, /path or s3://bucket/key";
+    }
+    if (auto e = check_upload_mime(type, str(m, "mime_type"))) {
+      return e;
+    }
+  } else if (m.contains("mime_type")) {
+    return type + ".mime_type: only with storage_uri (Meta's message object has none)";
+  }
+  if (m.contains("voice") && (type != "audio" || !m["voice"].is_boolean())) {
+    return type + ".voice: a boolean, on audio only";
   }
   if (link) {
     const std::string l = str(m, "link");
@@ -171,7 +213,147 @@ std::optional<std::string> check_interactive(const Json& in) {
     }
     return std::nullopt;
   }
-  return "interactive.type: expected button, list or cta_url, got '" + kind + "'";
+  auto body_text = [&](bool required, size_t max) {
+    if (!in.contains("body")) {
+      return required ? std::optional<std::string>("interactive.body: required for " + kind)
+                      : std::nullopt;
+    }
+    return check_text(in["body"], "text", "interactive.body", max, true);
+  };
+  auto named_action = [&](const char* name) -> std::optional<std::string> {
+    if (!action.is_object()) {
+      return "interactive.action: required";
+    }
+    if (str(action, "name") != name) {
+      return "interactive.action.name: must be " + std::string(name);
+    }
+    if (action.contains("parameters") && !action["parameters"].is_object()) {
+      return "interactive.action.parameters: must be an object";
+    }
+    return std::nullopt;
+  };
+  if (kind == "flow") {
+    if (auto e = body_text(true, 1024)) {
+      return e;
+    }
+    if (auto e = named_action("flow")) {
+      return e;
+    }
+    const Json& p = action.value("parameters", Json::object());
+    if (!p.contains("flow_id") && !p.contains("flow_name")) {
+      return "interactive.action.parameters: flow_id or flow_name is required";
+    }
+    if (auto e = check_text(p, "flow_cta", "interactive.action.parameters", 30, true)) {
+      return e;
+    }
+    if (str(p, "flow_message_version").empty()) {
+      return "interactive.action.parameters.flow_message_version: required (e.g. \"3\")";
+    }
+    return std::nullopt;
+  }
+  if (kind == "location_request_message") {
+    if (auto e = body_text(true, 1024)) {
+      return e;
+    }
+    return named_action("send_location");
+  }
+  if (kind == "voice_call") {
+    if (auto e = body_text(true, 1024)) {
+      return e;
+    }
+    if (auto e = named_action("voice_call")) {
+      return e;
+    }
+    return check_text(action.value("parameters", Json::object()), "display_text",
+                      "interactive.action.parameters", 20, false);
+  }
+  if (kind == "call_permission_request") {
+    if (auto e = body_text(true, 1024)) {
+      return e;
+    }
+    return named_action("call_permission_request");
+  }
+  if (kind == "catalog_message") {
+    if (auto e = body_text(true, 1024)) {
+      return e;
+    }
+    return named_action("catalog_message");
+  }
+  if (kind == "product") {
+    if (auto e = body_text(false, 1024)) {
+      return e;
+    }
+    if (str(action, "catalog_id").empty() || str(action, "product_retailer_id").empty()) {
+      return "interactive.action: catalog_id and product_retailer_id are required";
+    }
+    return std::nullopt;
+  }
+  if (kind == "product_list") {
+    if (!in.contains("header") || str(in["header"], "type") != "text") {
+      return "interactive.header: a text header is required for product_list";
+    }
+    if (auto e = check_text(in["header"], "text", "interactive.header", 60, true)) {
+      return e;
+    }
+    if (auto e = body_text(true, 1024)) {
+      return e;
+    }
+    if (str(action, "catalog_id").empty()) {
+      return "interactive.action.catalog_id: required";
+    }
+    if (!action.contains("sections") || !action["sections"].is_array() ||
+        action["sections"].empty() || action["sections"].size() > 10) {
+      return "interactive.action.sections: 1 to 10 sections";
+    }
+    size_t products = 0;
+    for (const auto& sec : action["sections"]) {
+      if (auto e = check_text(sec, "title", "interactive.action.sections[]", 24, true)) {
+        return e;
+      }
+      if (!sec.contains("product_items") || !sec["product_items"].is_array() ||
+          sec["product_items"].empty()) {
+        return "interactive.action.sections[].product_items: at least one product";
+      }
+      for (const auto& item : sec["product_items"]) {
+        ++products;
+        if (str(item, "product_retailer_id").empty()) {
+          return "interactive.action.sections[].product_items[].product_retailer_id: required";
+        }
+      }
+    }
+    if (products > 30) {
+      return "interactive.action.sections: " + std::to_string(products) +
+             " products in all, Meta allows 30";
+    }
+    return std::nullopt;
+  }
+  if (kind == "carousel") {
+    if (auto e = body_text(true, 1024)) {
+      return e;
+    }
+    if (!action.is_object() || !action.contains("cards") || !action["cards"].is_array()) {
+      return "interactive.action.cards: required";
+    }
+    const auto& cards = action["cards"];
+    if (cards.size() < 2 || cards.size() > 10) {
+      return "interactive.action.cards: " + std::to_string(cards.size()) +
+             " cards, Meta allows 2 to 10";
+    }
+    for (const auto& card : cards) {
+      if (!card.is_object() || !card.contains("card_index") || !card.contains("header") ||
+          !card.contains("action")) {
+        return "interactive.action.cards[]: card_index, header and action are required";
+      }
+      const std::string h = str(card["header"], "type");
+      if (h != "image" && h != "video") {
+        return "interactive.action.cards[].header.type: image or video";
+      }
+    }
+    return std::nullopt;
+  }
+  return "interactive.type: '" + kind +
+         "' is not one Meta documents (button, list, cta_url, flow, location_request_message, "
+         "voice_call, call_permission_request, product, product_list, catalog_message, carousel)";
 }
 
 std::optional<std::string> check_type(const std::string& type, const Json& obj) {
@@ -243,6 +425,39 @@ Result parse_request(const Json& j) {
   r.to = str(j, "to");
   r.recipient = str(j, "recipient");
   r.type = str(j, "type");
+  // Meta's own mark-as-read body, as a client library sends it: a receipt.
+  if (r.type.empty() && str(j, "status") == "read") {
+    r.type = j.contains("typing_indicator") ? "typing" : "read";
+  }
+  for (const char* key : {"request_id", "idempotency_key", "phone_number_id", "to", "recipient",
+                          "type", "recipient_type", "recipient_identity_key_hash",
+                          "biz_opaque_callback_data", "messaging_product", "priority",
+                          "message_id"}) {
+    if (j.contains(key) && !j[key].is_string()) {
+      return Unexpected(std::string(key) + ": must be a string");
+    }
+  }
+  if (j.contains("messaging_product") && str(j, "messaging_product") != "whatsapp") {
+    return Unexpected(std::string("messaging_product: must be \"whatsapp\""));
+  }
+  if (j.contains("wafleet") && !j["wafleet"].is_object()) {
+    return Unexpected(std::string("wafleet: the producer's metadata must be an object"));
+  }
+  const bool receipt = r.type == "read" || r.type == "typing";
+  for (const auto& [key, value] : j.items()) {
+    static const std::set<std::string> envelope = {
+        "request_id", "idempotency_key", "phone_number_id", "priority", "wafleet",
+        "messaging_product", "recipient_type", "to", "recipient", "type", "context",
+        "biz_opaque_callback_data", "recipient_identity_key_hash"};
+    if (envelope.count(key) || key == r.type) {
+      continue;
+    }
+    if (receipt && (key == "message_id" || key == "status" || key == "typing_indicator")) {
+      continue;
+    }
+    return Unexpected("'" + key + "': not a field of Meta's /messages request (for type '" +
+                      r.type + "') nor of wafleet's envelope; refused rather than dropped");
+  }
   if (r.request_id.empty()) {
     return Unexpected(std::string("request_id: required"));
   }
@@ -282,9 +497,17 @@ Result parse_request(const Json& j) {
     return Unexpected(*e);
   }
   r.free_form = r.type != "template";
+  const std::string recipient_type = str(j, "recipient_type");
+  if (!recipient_type.empty() && recipient_type != "individual" && recipient_type != "group") {
+    return Unexpected("recipient_type: expected individual or group, got '" + recipient_type + "'");
+  }
+  r.group = recipient_type == "group";
+  if (r.group && (r.to.empty() || !r.recipient.empty())) {
+    return Unexpected(std::string("recipient_type group: `to` is the group id (no recipient)"));
+  }
   Json body = {{"messaging_product", "whatsapp"}};
-  if (j.contains("recipient_type")) {
-    body["recipient_type"] = j["recipient_type"];  // Meta's default is "individual"
+  if (!recipient_type.empty()) {
+    body["recipient_type"] = recipient_type;  // Meta's default is "individual"
   }
   if (!r.to.empty()) {
     body["to"] = r.to;  // Meta: with both, the phone number wins
@@ -293,6 +516,12 @@ Result parse_request(const Json& j) {
   }
   body["type"] = r.type;
   body[r.type] = j[r.type];
+  if (j[r.type].is_object() && j[r.type].contains("storage_uri")) {
+    r.upload_uri = str(j[r.type], "storage_uri");
+    r.upload_mime = str(j[r.type], "mime_type");
+    body[r.type].erase("storage_uri");  // replaced by the uploaded media's id before the call
+    body[r.type].erase("mime_type");
+  }
   if (j.contains("context")) {
     if (str(j["context"], "message_id").empty()) {
       return Unexpected(std::string("context.message_id: required for a reply"));
@@ -304,6 +533,13 @@ Result parse_request(const Json& j) {
       return Unexpected(*e);
     }
     body["biz_opaque_callback_data"] = j["biz_opaque_callback_data"];
+  }
+  if (j.contains("recipient_identity_key_hash")) {
+    // Meta refuses the send if the person's identity key changed since this hash.
+    if (str(j, "recipient_identity_key_hash").empty()) {
+      return Unexpected(std::string("recipient_identity_key_hash: must not be empty"));
+    }
+    body["recipient_identity_key_hash"] = j["recipient_identity_key_hash"];
   }
   r.graph_body = std::move(body);
   return r;

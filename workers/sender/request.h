@@ -5,7 +5,10 @@
 //
 // A request carries Meta's own object for its type unchanged (`"text": {"body": ...}`,
 // `"template": {...}`, ...), plus our envelope: request_id, idempotency_key, phone_number_id,
-// `to` (phone) or `recipient` (business-scoped user id), priority, reply_to.
+// `to` (phone, or a group id with recipient_type "group") or `recipient` (business-scoped user
+// id), priority, and `wafleet` (the producer's own metadata, never sent). Every other top-level
+// field must be one Meta's /messages takes (it is passed through) or the request is refused:
+// nothing is accepted and dropped.
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -25,6 +28,11 @@ struct Request {
   std::string type;       // text, image, ..., read, typing
   Priority priority = Priority::kReply;
   bool free_form = true;  // everything but templates (and receipts) needs the 24-hour window
+  bool group = false;     // recipient_type "group": `to` is a group id, no person's window
+  // Media from storage: the stored object to upload (POST /{phone-number-id}/media) and send by
+  // the id Meta gives it; graph_body[type] gets that id in place of storage_uri/mime_type.
+  std::string upload_uri;
+  std::string upload_mime;
   nlohmann::json graph_body;  // exactly what Meta receives
   nlohmann::json original;    // the request as it came
 };

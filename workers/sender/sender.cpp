@@ -175,6 +175,19 @@ Result<Outcome> Sender::send(const Request& r, bool replay, bool wait_for_budget
       return Unexpected(Error::invalid(**no));
     }
   }
+  // Media from storage: uploaded once per number (the id is reused while Meta keeps it), then
+  // sent by id. Before the rate limit and the claim: an upload that fails sends nothing.
+  Request by_id;
+  const Request* to_send = &r;
+  if (!r.upload_uri.empty()) {
+    auto id = uploaded_media_id(r);
+    if (!id) {
+      return Unexpected(id.error());
+    }
+    by_id = r;
+    by_id.graph_body[r.type]["id"] = *id;
+    to_send = &by_id;
+  }
   // 3. Rate limits, shared by every replica: wait as long as the script says.
   std::string who = r.to.empty() ? r.recipient : r.to;
   if (who.empty()) {
@@ -218,7 +231,78 @@ Result<Outcome> Sender::send(const Request& r, bool replay, bool wait_for_budget
                                          r.idempotency_key + " just now"));
     }
   }
-  return call_graph(r, key);
+  return call_graph(*to_send, key);
+}
+
+Result<std::string> Sender::uploaded_media_id(const Request& r) {
+  const std::string key =
+      "snd:upload:{" + r.phone_number_id + "}:" + crypto::sha256_hex(r.upload_uri);
+  auto cached = redis_.command({"GET", key});
+  if (!cached) {
+    return Unexpected(cached.error());
+  }
+  if (cached->type == redis::Reply::Type::kString && !cached->str.empty()) {
+    return cached->str;
+  }
+  auto object = media::open_stored(r.upload_uri, options_.s3 ? &*options_.s3 : nullptr);
+  if (!object) {
+    return Unexpected(object.error());
+  }
+  CURL* c = static_cast<CURL*>(curl_);
+  curl_easy_reset(c);
+  const std::string url = options_.graph_base + "/" + options_.graph_version + "/" +
+                          r.phone_number_id + "/media";
+  curl_mime* form = curl_mime_init(c);
+  curl_mimepart* part = curl_mime_addpart(form);
+  curl_mime_name(part, "messaging_product");
+  curl_mime_data(part, "whatsapp", CURL_ZERO_TERMINATED);
+  part = curl_mime_addpart(form);
+  curl_mime_name(part, "type");
+  curl_mime_data(part, r.upload_mime.c_str(), CURL_ZERO_TERMINATED);
+  part = curl_mime_addpart(form);
+  curl_mime_name(part, "file");
+  curl_mime_filedata(part, object->path.c_str());
+  curl_mime_type(part, r.upload_mime.c_str());
+  curl_slist* headers =
+      curl_slist_append(nullptr, ("Authorization: Bearer " + options_.access_token).c_str());
+  std::string response;
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "wafleet-sender/0.1");
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.upload_timeout.count()));
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_MIMEPOST, form);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response);
+  const CURLcode rc = curl_easy_perform(c);
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(headers);
+  curl_mime_free(form);
+  if (object->temporary) {
+    std::remove(object->path.c_str());
+  }
+  if (rc != CURLE_OK) {
+    return Unexpected(Error::transient(std::string("graph upload: ") + curl_easy_strerror(rc)));
+  }
+  auto j = nlohmann::json::parse(response, nullptr, false);
+  if (status == 200 && j.is_object() && j.contains("id") && j["id"].is_string()) {
+    const std::string id = j["id"].get<std::string>();
+    // Meta keeps uploaded media 30 days; a day less here, so a cached id is never a stale one.
+    (void)redis_.command({"SET", key, id, "PX", std::to_string(29LL * 24 * 3600 * 1000)});
+    return id;
+  }
+  int code = 0;
+  std::string message = "HTTP " + std::to_string(status);
+  if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+    code = j["error"].value("code", 0);
+    message = j["error"].value("message", message);
+  }
+  const std::string what = "(#" + std::to_string(code) + ") upload: " + message;
+  if (status >= 500 || status == 429 || retriable_code(code)) {
+    return Unexpected(Error::transient(what));
+  }
+  return Unexpected(Error::permanent(what));
 }
 
 Result<Outcome> Sender::call_graph(const Request& r, const std::string& key) {
@@ -282,7 +366,7 @@ Result<Outcome> Sender::call_graph(const Request& r, const std::string& key) {
   }
   (void)redis_.command({"SET", key, "failed:" + std::to_string(code) + ":" + message, "PX",
                         std::to_string(options_.idempotency_ttl_ms)});
-  if (code == 131050 && conversations_) {
+  if (code == 131050 && conversations_ && !r.group) {
     // The person stopped marketing messages: remembered, so the next template is refused here.
     (void)conversations_->opt_out(r.phone_number_id,
                                   r.to.empty() ? r.recipient : phone_digits(r.to),

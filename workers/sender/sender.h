@@ -25,6 +25,7 @@
 
 #include "common/error.h"
 #include "common/redis.h"
+#include "workers/media/media.h"
 #include "workers/sender/conversations.h"
 #include "workers/sender/request.h"
 
@@ -62,6 +63,8 @@ struct Options {
   std::string graph_version = "v22.0";
   std::string access_token;
   std::chrono::milliseconds timeout{30000};
+  std::chrono::milliseconds upload_timeout{120000};  // POST /{phone-number-id}/media
+  std::optional<media::S3Options> s3;  // for storage_uri s3://...; file:// needs nothing
   int64_t idempotency_ttl_ms = 7LL * 24 * 3600 * 1000;
 };
 
@@ -96,6 +99,8 @@ class Sender {
 
  private:
   Result<Outcome> call_graph(const Request& r, const std::string& claim_key);
+  // The Graph media id of r's stored object for r's number: from Redis, or uploaded now.
+  Result<std::string> uploaded_media_id(const Request& r);
   Options options_;
   redis::RedisClient& redis_;
   RateLimiter& limiter_;

@@ -9,6 +9,7 @@
 #include "common/json_util.h"
 #include "common/log.h"
 #include "topics/topics.h"
+#include "workers/media/worker.h"
 #include "workers/sender/scheduler.h"
 
 namespace wafleet::sender {
@@ -29,7 +30,12 @@ std::vector<config::Option> own_options() {
       {"stop-keywords", "STOP,UNSUBSCRIBE,STOP ALL,CANCEL,END,QUIT,OPT OUT,OPTOUT",
        "inbound texts that opt a person out (case-insensitive, whole message)"},
       {"max-queued", "2000", "outbound requests read ahead into the per-person queues"},
+      {"upload-timeout-ms", "120000", "longest one upload of stored media to Meta may take"},
+      {"upload-staging-dir", "/tmp/wafleet-sender-staging",
+       "where s3:// objects are fetched to before their upload"},
   };
+  auto s3 = media::s3_options();
+  opts.insert(opts.end(), s3.begin(), s3.end());
   auto graph = worker::graph_api_options();
   opts.insert(opts.begin(), graph.begin(), graph.end());
   return opts;
@@ -268,6 +274,10 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
   c.graph.graph_version = s.get("graph-version");
   c.graph.access_token = s.get("access-token");
   c.graph.timeout = std::chrono::milliseconds(s.get_int("request-timeout-ms", errors));
+  c.graph.upload_timeout = std::chrono::milliseconds(s.get_int("upload-timeout-ms", errors));
+  if (!s.get("s3-bucket").empty()) {
+    c.graph.s3 = media::parse_s3(s, s.get("upload-staging-dir"));
+  }
   c.limits.number_per_second = static_cast<double>(s.get_int("number-rate", errors));
   c.limits.number_burst = static_cast<int>(s.get_int("number-burst", errors));
   const int64_t pair_ms = s.get_int("pair-interval-ms", errors);
