@@ -30,6 +30,7 @@ inline constexpr const char* kMedia = "wa.media";
 inline constexpr const char* kTurns = "wa.turns";
 inline constexpr const char* kOutbound = "wa.outbound";
 inline constexpr const char* kOutboundResults = "wa.outbound.results";
+inline constexpr const char* kHandoffs = "wa.handoffs";
 inline constexpr const char* kBulkCommands = "wa.bulk.commands";
 inline constexpr const char* kDlq = "wa.dlq";
 inline constexpr const char* kDlqParked = "wa.dlq.parked";

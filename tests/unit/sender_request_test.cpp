@@ -103,7 +103,7 @@ TEST(SenderRequest, EnvelopeErrorsAreNamed) {
   EXPECT_EQ(error_of(j), "to (phone) or recipient (business-scoped user id): required");
   j = base("text", {{"body", "x"}});
   j["priority"] = "urgent";
-  EXPECT_EQ(error_of(j), "priority: expected reply or bulk, got 'urgent'");
+  EXPECT_EQ(error_of(j), "priority: expected reply, human or bulk, got 'urgent'");
   j = base("text", {{"body", "x"}});
   j.erase("text");
   EXPECT_EQ(error_of(j), "text: the 'text' object is required");

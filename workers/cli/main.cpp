@@ -12,6 +12,7 @@
 #include "common/kafka.h"
 #include "common/log.h"
 #include "topics/topics.h"
+#include "workers/cli/conversation.h"
 #include "workers/cli/dlq.h"
 #include "workers/sender/conversations.h"
 
@@ -140,6 +141,8 @@ int main(int argc, char** argv) {
 
   cli::DlqArgs dlq_args;
   cli::add_dlq_commands(app, dlq_args);
+  cli::ConversationArgs conversation_args;
+  cli::add_conversation_commands(app, conversation_args);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -163,6 +166,9 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (cli::conversation_parsed(conversation_args)) {
+    return cli::run_conversation(conversation_args, brokers_from(brokers, bootstrap_file));
+  }
   if (show->parsed()) {
     std::cout << topics::catalogue_json();
     return 0;

@@ -176,7 +176,8 @@ nlohmann::json Fault::to_json() const {
           {"times", times},             {"error_code", error_code},
           {"http_status", http_status}, {"latency_ms", latency_ms},
           {"expired_url", expired_url}, {"wrong_checksum", wrong_checksum},
-          {"oversize", oversize}};
+          {"oversize", oversize},       {"handoff", handoff},
+          {"answer_chars", answer_chars}};
 }
 
 std::optional<Fault> Fault::from_json(const nlohmann::json& j, std::string& error) {
@@ -195,14 +196,16 @@ std::optional<Fault> Fault::from_json(const nlohmann::json& j, std::string& erro
     f.expired_url = j.value("expired_url", false);
     f.wrong_checksum = j.value("wrong_checksum", false);
     f.oversize = j.value("oversize", false);
+    f.handoff = j.value("handoff", false);
+    f.answer_chars = j.value("answer_chars", 0);
   } catch (const nlohmann::json::exception& e) {
     error = std::string("bad fault field: ") + e.what();
     return std::nullopt;
   }
   static const std::vector<std::string> known = {"media", "download", "messages", "upload",
-                                                 "transcriptions"};
+                                                 "transcriptions", "chat"};
   if (std::find(known.begin(), known.end(), f.endpoint) == known.end()) {
-    error = "endpoint must be one of media, download, messages, upload, transcriptions";
+    error = "endpoint must be one of media, download, messages, upload, transcriptions, chat";
     return std::nullopt;
   }
   return f;
@@ -324,6 +327,10 @@ http::Response GraphEmulator::route(const http::Request& req, Call& call, int64_
   if (method == bhttp::verb::post && parts.size() == 3 && parts[0] == "v1" && parts[1] == "audio" &&
       parts[2] == "transcriptions") {
     return transcription(req, call, delay_ms);
+  }
+  if (method == bhttp::verb::post && parts.size() == 3 && parts[0] == "v1" && parts[1] == "chat" &&
+      parts[2] == "completions") {
+    return chat(req, call, delay_ms);
   }
   if (method == bhttp::verb::get && parts.size() == 2 && parts[0] == "media") {
     return download(req, parts[1], query, call, delay_ms);
@@ -574,6 +581,88 @@ http::Response GraphEmulator::delete_media(const http::Request& req, const std::
                                      "' does not exist", 400);
   }
   return http::make_json_response(req, 200, R"({"success":true})");
+}
+
+http::Response GraphEmulator::chat(const http::Request& req, Call& call, int64_t& delay_ms) {
+  const nlohmann::json& body = call.body;
+  const nlohmann::json& messages = body.is_object() ? body.value("messages", nlohmann::json()) : nlohmann::json();
+  if (!messages.is_array() || messages.empty()) {
+    return http::make_json_response(
+        req, 400,
+        R"({"error":{"message":"'messages' is required and must be a non-empty array","type":"invalid_request_error","code":null}})");
+  }
+  // The last user message: what the agent answers. Its text, and how many images it holds.
+  std::string text;
+  int images = 0;
+  for (auto it = messages.rbegin(); it != messages.rend(); ++it) {
+    if (!it->is_object() || it->value("role", "") != "user") {
+      continue;
+    }
+    const auto& content = (*it)["content"];
+    if (content.is_string()) {
+      text = content.get<std::string>();
+    } else if (content.is_array()) {
+      for (const auto& part : content) {
+        if (part.value("type", "") == "text") {
+          text += (text.empty() ? "" : "\n") + part.value("text", "");
+        } else if (part.value("type", "") == "image_url") {
+          ++images;
+        }
+      }
+    }
+    break;
+  }
+  auto fault = take_fault("chat", "");
+  if (fault) {
+    delay_ms = fault->latency_ms;
+    if (fault->is_error()) {
+      return http::make_json_response(
+          req, fault->status(),
+          R"({"error":{"message":"emulated agent fault","type":"server_error","code":null}})");
+    }
+  }
+  const uint64_t n = next_message_.fetch_add(1);
+  nlohmann::json message = {{"role", "assistant"}};
+  std::string finish = "stop";
+  if (fault && fault->handoff) {
+    message["content"] = nullptr;
+    message["tool_calls"] = nlohmann::json::array(
+        {{{"id", "call_" + std::to_string(n)},
+          {"type", "function"},
+          {"function", {{"name", "handoff_to_human"},
+                        {"arguments", R"({"reason":"emulated: the person needs a human"})"}}}}});
+    finish = "tool_calls";
+  } else {
+    std::string answer = "You said: " + text;
+    if (images > 0) {
+      answer += "\n(" + std::to_string(images) + (images == 1 ? " image" : " images") + " received)";
+    }
+    if (fault && fault->answer_chars > 0) {
+      // An over-long answer: numbered sentences, so a split can be checked for order.
+      std::string longer;
+      for (int i = 1; static_cast<int>(longer.size()) < fault->answer_chars; ++i) {
+        longer += "Sentence " + std::to_string(i) + " of the long answer. ";
+        if (i % 20 == 0) {
+          longer += "\n\n";
+        }
+      }
+      answer = longer.substr(0, static_cast<size_t>(fault->answer_chars));
+    }
+    message["content"] = answer;
+  }
+  call.body = {{"model", body.value("model", "")},
+               {"messages", messages},
+               {"images", images},
+               {"answered", message}};
+  nlohmann::json out = {{"id", "chatcmpl-emu" + std::to_string(n)},
+                        {"object", "chat.completion"},
+                        {"created", wall_clock_ms() / 1000},
+                        {"model", body.value("model", "emulator")},
+                        {"choices", nlohmann::json::array({{{"index", 0},
+                                                             {"message", message},
+                                                             {"finish_reason", finish}}})},
+                        {"usage", {{"prompt_tokens", 0}, {"completion_tokens", 0}, {"total_tokens", 0}}}};
+  return http::make_json_response(req, 200, out.dump());
 }
 
 http::Response GraphEmulator::transcription(const http::Request& req, Call& call,

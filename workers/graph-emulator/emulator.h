@@ -8,6 +8,8 @@
 //                                           -> {"id"}; Meta's types and size limits
 //   DELETE /{version}/{media-id}            -> {"success": true}
 //   POST /v1/audio/transcriptions           OpenAI-compatible transcription (multipart)
+//   POST /v1/chat/completions               an OpenAI-compatible agent that answers
+//                                           deterministically ("You said: ...", images counted)
 // and an admin API for tests and the demo, under /_emulator/:
 //   POST /_emulator/media    register media: {"id","mime_type", "content_base64" | "size"+"seed",
 //                            "transcript"?} -> {"id","sha256_hex","sha256_base64","file_size"}
@@ -38,7 +40,7 @@ struct Options {
 };
 
 // A fault rule: the next `times` calls (-1: every call) to `endpoint` (media | download |
-// messages | upload | transcriptions), optionally only for one media id or recipient (`match`), get it.
+// messages | upload | transcriptions | chat), optionally only for one media id or recipient (`match`), get it.
 struct Fault {
   std::string endpoint;
   std::string match;
@@ -49,6 +51,8 @@ struct Fault {
   bool expired_url = false;   // media: hand out a URL that has already expired
   bool wrong_checksum = false;  // media: report a sha256 that does not match the bytes
   bool oversize = false;        // download: send 1 MiB more bytes than file_size says
+  bool handoff = false;         // chat: answer with a handoff_to_human tool call
+  int answer_chars = 0;         // chat: answer with this many characters of numbered sentences
   bool is_error() const { return error_code != 0 || http_status >= 400; }
   unsigned status() const { return http_status >= 400 ? http_status : 400; }
   nlohmann::json to_json() const;
@@ -95,6 +99,7 @@ class GraphEmulator {
   http::Response messages(const http::Request& req, const std::string& pnid, Call& call,
                           int64_t& delay_ms);
   http::Response transcription(const http::Request& req, Call& call, int64_t& delay_ms);
+  http::Response chat(const http::Request& req, Call& call, int64_t& delay_ms);
   http::Response upload(const http::Request& req, const std::string& pnid, Call& call,
                         int64_t& delay_ms);
   http::Response delete_media(const http::Request& req, const std::string& id, Call& call);

@@ -470,8 +470,9 @@ Result parse_request(const Json& j) {
   const std::string priority = j.value("priority", "reply");
   if (priority == "bulk") {
     r.priority = Priority::kBulk;
-  } else if (priority != "reply") {
-    return Unexpected("priority: expected reply or bulk, got '" + priority + "'");
+  } else if (priority != "reply" && priority != "human") {
+    // human: a person's message (a contact centre); sent like a reply, and the bridge steps back.
+    return Unexpected("priority: expected reply, human or bulk, got '" + priority + "'");
   }
   // Receipts: mark as read, optionally with a typing indicator.
   if (r.type == "read" || r.type == "typing") {
