@@ -2,6 +2,8 @@
 // and bridge on the dev broker and a real redis-server, the Graph API emulator as Meta and as an
 // OpenAI-compatible agent. What a person gets on WhatsApp is what the emulator's /messages saw.
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -13,6 +15,7 @@
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/http_client.h"
+#include "common/http_server.h"
 #include "common/kafka.h"
 #include "common/consumer_loop.h"
 #include "tests/support/services.h"
@@ -391,6 +394,57 @@ TEST_F(BridgeE2E, AnAnswerThatWouldLandAfterTheWindowClosedIsNotSentFreeForm) {
   EXPECT_EQ((*failed)["status"], "failed");
   EXPECT_NE((*failed)["error"]["message"].get<std::string>().find("24-hour"), std::string::npos);
   EXPECT_TRUE(delivered(pnid).empty()) << "nothing free-form reached Meta";
+}
+
+TEST_F(BridgeE2E, AWebhookAgentAnswersWithRepliesAndAHandoffAndABadBodyIsAFailure) {
+  const std::string pnid = "5" + std::to_string(100000 + std::rand() % 800000);
+  std::atomic<int> posts{0};
+  std::mutex mu;
+  Json first_post;
+  http::Server agent(http::ServerOptions{}, [&](http::Request&& req, http::Responder respond) {
+    const int n = ++posts;
+    if (n == 1) {
+      std::lock_guard lock(mu);
+      first_post = Json::parse(req.body(), nullptr, false);
+      respond(http::make_json_response(req, 200, R"({
+        "replies": [{"type": "text", "text": "Let me get billing for you."},
+                    {"type": "buttons", "text": "Meanwhile?", "buttons": [{"id": "wait", "title": "I'll wait"}]}],
+        "handoff": {"reason": "billing question", "queue": "tier2"}, "end_session": false})"));
+    } else {
+      respond(http::make_json_response(req, 200, R"({"answer": "not the contract"})"));
+    }
+  });
+  ASSERT_TRUE(agent.start().has_value());
+  processes_["bridge"]->stop();
+  start("bridge", {"--agent", "webhook", "--agent-url", "http://127.0.0.1:" + std::to_string(agent.port()) + "/agent",
+                   "--agent-attempts", "1"});
+  ASSERT_TRUE(test::wait_ready(dir_ + "/bridge-admin")) << processes_["bridge"]->log();
+  text(pnid, "15550203010", "wamid.w.1", "my invoice is wrong");
+  ASSERT_TRUE(test::eventually([&] { return delivered(pnid).size() >= 2; }, std::chrono::seconds(20)));
+  EXPECT_EQ(delivered(pnid)[0]["text"]["body"], "Let me get billing for you.");
+  EXPECT_EQ(delivered(pnid, "interactive").size(), 1u);
+  EXPECT_EQ(delivered(pnid)[1]["text"]["body"], "I'm passing you to a person. They will answer here shortly.");
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(first_post["turn"]["items"][0]["text"], "my invoice is wrong");
+    EXPECT_TRUE(first_post["memory"].is_array());
+    EXPECT_GT(first_post["window_closes_at_ms"].get<int64_t>(), wall_clock_ms());
+  }
+  const std::string key = pnid + ":15550203010";
+  auto handoffs = topic(topics::kHandoffs, [&](const std::vector<Json>& hs) {
+    return std::any_of(hs.begin(), hs.end(), [&](const Json& h) { return h.value("conversation_key", "") == key; });
+  });
+  ASSERT_TRUE(std::any_of(handoffs.begin(), handoffs.end(), [&](const Json& h) {
+    return h.value("conversation_key", "") == key && h.value("by", "") == "webhook" &&
+           h.value("queue", "") == "tier2";
+  }));
+  // Another person; the agent now answers 2xx with a body off the contract: a failure, the fallback.
+  text(pnid, "15550203011", "wamid.w.2", "hello");
+  ASSERT_TRUE(test::eventually([&] { return delivered(pnid).size() >= 3; }, std::chrono::seconds(20)));
+  EXPECT_EQ(delivered(pnid)[2]["text"]["body"], "Sorry, I can't answer right now. Please try again in a moment.");
+  EXPECT_NE(processes_["bridge"]->log().find("replies: required"), std::string::npos)
+      << "the reason is logged";
+  agent.stop();
 }
 
 }  // namespace
