@@ -309,6 +309,7 @@ static worker::Plan make_plan(const config::Settings& s, std::vector<std::string
   plan.wiring.consumes = {topics::kOutbound};
   plan.wiring.produces = {topics::kOutboundResults};
   plan.wiring.producer.linger_ms = 0;  // one result at a time, each awaited: do not batch
+  plan.wiring.fetch_wait_max_ms = 10;  // a reply goes out the moment it lands, not 100 ms later
   plan.started = {{"graph", c.graph.graph_base}};
   plan.build = worker::build<SenderCore>(c);
   return plan;
