@@ -354,12 +354,14 @@ http::Response GraphEmulator::route(const http::Request& req, Call& call, int64_
                      400);
 }
 
-http::Response GraphEmulator::media_info(const http::Request& req, const std::string& id,
-                                         Call& call, int64_t& delay_ms) {
+std::optional<http::Response> GraphEmulator::admit(const http::Request& req, const Call& call,
+                                                   const std::string& endpoint,
+                                                   const std::string& match,
+                                                   std::optional<Fault>& fault, int64_t& delay_ms) {
   if (!call.authorized) {
     return graph_error(req, 190, "Error validating access token: the Bearer token is missing or wrong.", 401);
   }
-  auto fault = take_fault("media", id);
+  fault = take_fault(endpoint, match);
   if (fault) {
     delay_ms = fault->latency_ms;
     if (fault->error_code != 0) {
@@ -368,6 +370,15 @@ http::Response GraphEmulator::media_info(const http::Request& req, const std::st
     if (fault->is_error()) {
       return graph_error(req, 2, "", fault->status());
     }
+  }
+  return std::nullopt;
+}
+
+http::Response GraphEmulator::media_info(const http::Request& req, const std::string& id,
+                                         Call& call, int64_t& delay_ms) {
+  std::optional<Fault> fault;
+  if (auto refused = admit(req, call, "media", id, fault, delay_ms)) {
+    return std::move(*refused);
   }
   std::lock_guard lock(mu_);
   auto it = media_.find(id);
@@ -521,18 +532,9 @@ http::Response GraphEmulator::messages(const http::Request& req, const std::stri
 
 http::Response GraphEmulator::upload(const http::Request& req, const std::string& pnid,
                                      Call& call, int64_t& delay_ms) {
-  if (!call.authorized) {
-    return graph_error(req, 190, "Error validating access token: the Bearer token is missing or wrong.", 401);
-  }
-  auto fault = take_fault("upload", pnid);
-  if (fault) {
-    delay_ms = fault->latency_ms;
-    if (fault->error_code != 0) {
-      return graph_error(req, fault->error_code, "", fault->status());
-    }
-    if (fault->is_error()) {
-      return graph_error(req, 2, "", fault->status());
-    }
+  std::optional<Fault> fault;
+  if (auto refused = admit(req, call, "upload", pnid, fault, delay_ms)) {
+    return std::move(*refused);
   }
   auto parts = multipart_parts(req);
   if (parts.count("messaging_product") == 0 || parts["messaging_product"].body != "whatsapp") {

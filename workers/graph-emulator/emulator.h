@@ -90,6 +90,10 @@ class GraphEmulator {
   };
   http::Response route(const http::Request& req, Call& call, int64_t& delay_ms);
   std::optional<Fault> take_fault(const std::string& endpoint, const std::string& match);
+  // The Bearer token, then the endpoint's next fault: an answer when either refuses the call.
+  std::optional<http::Response> admit(const http::Request& req, const Call& call,
+                                      const std::string& endpoint, const std::string& match,
+                                      std::optional<Fault>& fault, int64_t& delay_ms);
   http::Response graph_error(const http::Request& req, int code, const std::string& message,
                              unsigned status) const;
   http::Response media_info(const http::Request& req, const std::string& id, Call& call,
