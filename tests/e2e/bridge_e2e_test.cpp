@@ -86,7 +86,7 @@ class BridgeE2E : public ::testing::Test {
   void start_bridge() {
     start("bridge", {"--agent", "openai", "--agent-url", graph_ + "/v1", "--agent-model", "emu",
                      "--agent-timeout-ms", "4000", "--agent-backoff-ms", "100",
-                     "--handoff-after-failures", "2"});
+                     "--handoff-after-failures", "2", "--ack-reaction", "\xf0\x9f\x91\x8d"});
   }
 
   void TearDown() override {
@@ -214,6 +214,11 @@ TEST_F(BridgeE2E, EveryBurstOfAHundredPeopleIsAnsweredOnceWithAllOfIt) {
     typing += c["path"] == "/v22.0/" + pnid + "/messages" && c["body"].contains("typing_indicator") ? 1 : 0;
   }
   EXPECT_GE(typing, static_cast<size_t>(people)) << "a typing indicator per turn";
+  const auto acks = delivered(pnid, "reaction");
+  ASSERT_EQ(acks.size(), static_cast<size_t>(people)) << "one acknowledgement per turn";
+  EXPECT_EQ(acks[0]["reaction"]["emoji"], "\xf0\x9f\x91\x8d");
+  EXPECT_TRUE(acks[0]["reaction"]["message_id"].get<std::string>().starts_with("wamid.c."))
+      << "the reaction is to the person's last message";
 }
 
 TEST_F(BridgeE2E, ASecondTurnDuringASlowCallGivesOneAnswerMadeWithBoth) {
@@ -445,6 +450,19 @@ TEST_F(BridgeE2E, AWebhookAgentAnswersWithRepliesAndAHandoffAndABadBodyIsAFailur
   EXPECT_NE(processes_["bridge"]->log().find("replies: required"), std::string::npos)
       << "the reason is logged";
   agent.stop();
+}
+
+TEST_F(BridgeE2E, AnAgentThatTimesOutGetsRetriedThenTheFallback) {
+  const std::string pnid = "6" + std::to_string(100000 + std::rand() % 800000);
+  // Every try answers after 4.5 s; the bridge gives up on each after 4 s.
+  admin("faults", {{"endpoint", "chat"}, {"times", 3}, {"latency_ms", 4500}});
+  text(pnid, "15550203012", "wamid.to.1", "hello?");
+  ASSERT_TRUE(test::eventually([&] { return !delivered(pnid).empty(); }, std::chrono::seconds(30)));
+  EXPECT_EQ(delivered(pnid)[0]["text"]["body"],
+            "Sorry, I can't answer right now. Please try again in a moment.");
+  EXPECT_EQ(chat_calls().size(), 3u) << "three tries, each timed out";
+  EXPECT_NE(processes_["bridge"]->log().find("Timeout"), std::string::npos)
+      << "the reason names the timeout";
 }
 
 }  // namespace

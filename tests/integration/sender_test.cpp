@@ -478,5 +478,31 @@ TEST_F(SenderTest, AGroupIsNotJudgedByAPersonsWindowKeyedOnDigitsOfItsId) {
   EXPECT_EQ(sends()[0]["recipient_type"], "group");
 }
 
+TEST_F(SenderTest, RightAfterStartANeverSeenPersonIsRetriedNotRefused) {
+  Conversations conv(redis_, PolicyOptions{});
+  RateLimiter limiter(redis_, fast_);
+  int64_t now = 1'800'000'000'000;
+  Options o = options_;
+  o.unknown_window_grace_ms = 30000;  // the inbound side may still be catching up
+  Sender sender(o, redis_, limiter, nullptr, &conv, [&] { return now; });
+  auto req = parse_request({{"request_id", "g1"}, {"phone_number_id", "106540352242922"},
+                            {"to", "16505551299"}, {"type", "text"}, {"text", {{"body", "hi"}}}})
+                 .value();
+  auto early = sender.send(req);
+  ASSERT_FALSE(early.has_value());
+  EXPECT_EQ(early.error().kind, ErrorKind::kTransient) << early.error().message;
+  // The inbound side catches up: the person did write; the retry goes out.
+  ASSERT_TRUE(conv.on_inbound(inbound_text("16505551299", "hello", now - 1000)).has_value());
+  ASSERT_TRUE(sender.send(req).has_value());
+  // Past the grace, someone never seen is refused for good.
+  now += 31000;
+  auto late = sender.send(parse_request({{"request_id", "g2"}, {"phone_number_id", "106540352242922"},
+                                         {"to", "16505551300"}, {"type", "text"},
+                                         {"text", {{"body", "hi"}}}})
+                              .value());
+  ASSERT_FALSE(late.has_value());
+  EXPECT_EQ(late.error().kind, ErrorKind::kInvalidInput);
+}
+
 }  // namespace
 }  // namespace wafleet::sender

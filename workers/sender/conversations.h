@@ -30,6 +30,8 @@ struct PolicyOptions {
 
 class Conversations {
  public:
+  // In the refusal of a free-form message to someone never seen writing.
+  static constexpr const char* kNeverWrote = "no inbound message from this person";
   Conversations(redis::RedisClient& redis, PolicyOptions options);
 
   // A message from a person: opens (extends) their window; a STOP keyword opts them out.

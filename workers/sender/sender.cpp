@@ -124,6 +124,7 @@ Sender::Sender(Options options, redis::RedisClient& redis, RateLimiter& limiter,
             .count();
       }),
       token_(crypto::random_hex(8)) {
+  started_ms_ = now_ms_();
   static std::once_flag init;
   std::call_once(init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   curl_ = curl_easy_init();
@@ -172,6 +173,11 @@ Result<Outcome> Sender::send(const Request& r, bool replay, bool wait_for_budget
       return Unexpected(no.error());
     }
     if (*no) {
+      if ((*no)->find(Conversations::kNeverWrote) != std::string::npos &&
+          now_ms_() - started_ms_ < options_.unknown_window_grace_ms) {
+        return Unexpected(Error::transient("the 24-hour window is not known yet (the inbound side "
+                                           "is catching up since the start): " + **no));
+      }
       return Unexpected(Error::invalid(**no));
     }
   }

@@ -65,6 +65,10 @@ struct Options {
   std::chrono::milliseconds timeout{30000};
   std::chrono::milliseconds upload_timeout{120000};  // POST /{phone-number-id}/media
   std::optional<media::S3Options> s3;  // for storage_uri s3://...; file:// needs nothing
+  // For this long after start, "no inbound message from this person" is not final: the inbound
+  // side (a second consumer group) may not have caught up yet, so the request is retried as
+  // transient instead of refused. 0: refused at once.
+  int64_t unknown_window_grace_ms = 0;
   int64_t idempotency_ttl_ms = 7LL * 24 * 3600 * 1000;
 };
 
@@ -108,6 +112,7 @@ class Sender {
   Conversations* conversations_;
   std::function<int64_t()> now_ms_;
   std::string token_;  // this process's claims
+  int64_t started_ms_ = 0;
   void* curl_ = nullptr;
 };
 

@@ -31,6 +31,8 @@ std::vector<config::Option> own_options() {
        "inbound texts that opt a person out (case-insensitive, whole message)"},
       {"max-queued", "2000", "outbound requests read ahead into the per-person queues"},
       {"upload-timeout-ms", "120000", "longest one upload of stored media to Meta may take"},
+      {"window-grace-ms", "30000", "after start, a free-form message to someone not seen writing "
+                                   "yet is retried for this long (the inbound side catching up)"},
       {"upload-staging-dir", "/tmp/wafleet-sender-staging",
        "where s3:// objects are fetched to before their upload"},
   };
@@ -275,6 +277,7 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
   c.graph.access_token = s.get("access-token");
   c.graph.timeout = std::chrono::milliseconds(s.get_int("request-timeout-ms", errors));
   c.graph.upload_timeout = std::chrono::milliseconds(s.get_int("upload-timeout-ms", errors));
+  c.graph.unknown_window_grace_ms = s.get_int("window-grace-ms", errors);
   if (!s.get("s3-bucket").empty()) {
     c.graph.s3 = media::parse_s3(s, s.get("upload-staging-dir"));
   }
