@@ -171,9 +171,12 @@ class AggregatorE2E : public ::testing::Test {
       t.join();
     }
     // The test's own precondition: the schedule held (a slow machine would blur the bursts).
+    // Planned gaps inside a burst are at most 80 ms and the quiet window is 300 ms; 250 ms leaves
+    // room for a slow moment (a sanitizer build while a worker restarts measured 202 ms) while a
+    // burst still cannot split.
     for (const auto& b : bursts) {
       for (size_t k = 1; k < b.ids.size(); ++k) {
-        EXPECT_LT(sent_at_ms[b.ids[k]] - sent_at_ms[b.ids[k - 1]], 200)
+        EXPECT_LT(sent_at_ms[b.ids[k]] - sent_at_ms[b.ids[k - 1]], 250)
             << "the sender fell behind its schedule inside a burst";
       }
     }
