@@ -1,4 +1,5 @@
-// wafleet: the admin CLI. Subcommands: topics (apply, list), send-webhook, consume, status, dlq.
+// wafleet: the admin CLI. Subcommands: topics (apply, list), send-webhook, consume, status, dlq,
+// conversation, bulk.
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include "common/kafka.h"
 #include "common/log.h"
 #include "topics/topics.h"
+#include "workers/cli/bulk.h"
 #include "workers/cli/conversation.h"
 #include "workers/cli/dlq.h"
 #include "workers/sender/conversations.h"
@@ -143,6 +145,8 @@ int main(int argc, char** argv) {
   cli::add_dlq_commands(app, dlq_args);
   cli::ConversationArgs conversation_args;
   cli::add_conversation_commands(app, conversation_args);
+  cli::BulkArgs bulk_args;
+  cli::add_bulk_commands(app, bulk_args);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -168,6 +172,11 @@ int main(int argc, char** argv) {
 
   if (cli::conversation_parsed(conversation_args)) {
     return cli::run_conversation(conversation_args, brokers_from(brokers, bootstrap_file));
+  }
+  if (cli::bulk_parsed(bulk_args)) {
+    return cli::run_bulk(bulk_args, brokers_from(brokers, bootstrap_file),
+                         kafka::ClientConfig{brokers_from(brokers, bootstrap_file), "wafleet-cli",
+                                             kafka_props_from_env()});
   }
   if (show->parsed()) {
     std::cout << topics::catalogue_json();

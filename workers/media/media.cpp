@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 
@@ -282,6 +283,43 @@ Result<std::string> S3Storage::put(const std::string& temp_file, const std::stri
     return Unexpected(*status >= 500 ? Error::transient(what) : Error::permanent(what));
   }
   return "s3://" + options_.bucket + "/" + key;
+}
+
+Result<std::string> write_named(const std::string& name, const std::string& bytes,
+                                const std::string& mime_type, const std::string& local_root,
+                                const S3Options* s3) {
+  std::error_code ec;
+  const bool remote = s3 != nullptr && !s3->bucket.empty();
+  const fs::path dir = remote ? fs::path(s3->staging_dir) : fs::path(local_root) / fs::path(name).parent_path();
+  fs::create_directories(dir, ec);
+  const fs::path final_path = remote ? dir / (crypto::random_hex(8) + ".part") : fs::path(local_root) / name;
+  const fs::path temp = remote ? final_path : fs::path(final_path.string() + ".part");
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) {
+      return Unexpected(Error::transient("cannot write " + temp.string()));
+    }
+  }
+  if (!remote) {
+    fs::rename(temp, final_path, ec);
+    if (ec) {
+      return Unexpected(Error::transient("cannot move " + temp.string() + ": " + ec.message()));
+    }
+    return "file://" + fs::absolute(final_path).string();
+  }
+  const std::string key = s3->prefix + name;
+  std::string body;
+  auto status = s3_request(*s3, "PUT", key, temp.string(), crypto::sha256_hex(bytes), mime_type, &body);
+  fs::remove(temp, ec);
+  if (!status) {
+    return Unexpected(status.error());
+  }
+  if (*status != 200) {
+    return Unexpected(Error::transient("s3 PUT " + key + ": HTTP " + std::to_string(*status) + " " +
+                                       body.substr(0, 300)));
+  }
+  return "s3://" + s3->bucket + "/" + key;
 }
 
 Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3) {

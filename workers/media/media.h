@@ -84,6 +84,12 @@ struct LocalObject {
 };
 Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3);
 
+// Writes bytes as a named object beside the media (reports): <local_root>/<name>, or, with s3,
+// <prefix><name> in the bucket. Returns the object's URI (file://... or s3://...).
+Result<std::string> write_named(const std::string& name, const std::string& bytes,
+                                const std::string& mime_type, const std::string& local_root,
+                                const S3Options* s3);
+
 struct Options {
   std::string graph_base = "https://graph.facebook.com";
   std::string graph_version = "v22.0";

@@ -1,0 +1,1 @@
+// Bulk campaigns end to end (filled in below).
