@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/runtime.h"
+#include "topics/topics.h"
 
 namespace wafleet::worker {
 
@@ -146,7 +147,13 @@ int run(int argc, char** argv, const Spec& spec) {
     return 1;
   }
   ctx.producer_ = std::move(producer).value();
-  for (const auto& topic : wiring.produces) {
+  // A consuming worker dead-letters through the same producer: its first dead letter must not
+  // stall the loop for a metadata fetch (half a second on a fresh producer).
+  std::vector<std::string> warm = wiring.produces;
+  if (!wiring.consumes.empty()) {
+    warm.push_back(topics::kDlq);
+  }
+  for (const auto& topic : warm) {
     if (auto w = ctx.producer_->warm_up(topic, std::chrono::seconds(5)); !w) {
       log::warn("worker.warm_up_failed", {{"topic", topic}, {"reason", w.error().message}});
     }

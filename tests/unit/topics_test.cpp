@@ -45,6 +45,9 @@ TEST(Topics, SchemasThatExistParseAsJson) {
     auto j = nlohmann::json::parse(in, nullptr, false);
     EXPECT_FALSE(j.is_discarded()) << e.path();
   }
+  for (const auto& t : catalogue()) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/" + t.schema + ".schema.json")) << t.name << ": " << t.schema;
+  }
 }
 
 TEST(Topics, PartitionerIsJavaCompatibleMurmur2) {

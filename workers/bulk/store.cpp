@@ -133,7 +133,7 @@ end
 return {1, old, new, rec.a, fails, count}
 )lua");
 
-// KEYS: job. ARGV: to, now, reason, from states... Returns the old state when it moved, else nil.
+// KEYS: job, hold. ARGV: to, now, reason, from states... Returns the old state when it moved, else nil.
 const redis::Script kSetState(R"lua(
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return false end
@@ -145,6 +145,15 @@ for i = 4, #ARGV do
     end
     if ARGV[1] == 'COMPLETED' or ARGV[1] == 'CANCELLED' or ARGV[1] == 'FAILED' then
       redis.call('HSET', KEYS[1], 'ended_ms', ARGV[2])
+    end
+    -- The sender's gate: a held job's released requests are not sent (kept 8 days, beyond
+    -- wa.outbound's retention, once the job has ended).
+    if ARGV[1] == 'PAUSED' then
+      redis.call('SET', KEYS[2], ARGV[1])
+    elseif ARGV[1] == 'CANCELLED' or ARGV[1] == 'FAILED' then
+      redis.call('SET', KEYS[2], ARGV[1], 'PX', 691200000)
+    else
+      redis.call('DEL', KEYS[2])
     end
     return cur
   end
@@ -449,7 +458,7 @@ Result<std::optional<State>> Store::set_state(const std::string& id, State to,
   for (State s : from) {
     args.emplace_back(to_string(s));
   }
-  auto r = redis_.eval(kSetState, {job_key(id)}, args);
+  auto r = redis_.eval(kSetState, {job_key(id), "bulk:hold:{" + id + "}"}, args);
   if (!r || r->is_error()) {
     return Unexpected(r ? redis_error(*r) : r.error());
   }

@@ -11,6 +11,8 @@
 //   bulk:later:{J}         ZSET index -> when to try it again
 //   bulk:recent:{J}        LIST of the last outcomes (1 failed, 0 sent): the circuit breaker
 //   bulk:lease:{J}         the worker driving the job (a token, short TTL, renewed)
+//   bulk:hold:{J}          set while the job is paused or ended: the sender does not send its
+//                          requests (outcome `held`), so a pause holds Meta silent at once
 //   bulk:reach:{<portfolio>}  ZSET person -> when first reached in the rolling 24 hours
 // Report files are written by the worker (worker.cpp); the report's rows are built here.
 // Not thread-safe: one Store per thread (it borrows that thread's RedisClient).

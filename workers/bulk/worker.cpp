@@ -306,6 +306,10 @@ class BulkCore : public worker::Core {
     if (st == "sent" || st == "duplicate") {
       add(ts, effects, {ref->job, ref->index, Op::kSent, ref->attempt, now, json::str(j, "wamid"), 0, "", 0},
           {ref->job, Action::kFail, "", false});
+    } else if (st == "held") {
+      // The job was paused (or ended) after this was released: it waits, same attempt and key.
+      add(ts, effects, {ref->job, ref->index, Op::kDefer, ref->attempt, now, "", 0, "held by the pause", now},
+          {ref->job, Action::kFail, "", false});
     } else if (st == "uncertain") {
       add(ts, effects,
           {ref->job, ref->index, Op::kFailed, ref->attempt, now, "", 0,

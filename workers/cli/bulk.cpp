@@ -183,6 +183,25 @@ int command(const BulkArgs& a, const std::string& verb, bulk::Store& store, cons
     std::cerr << "wafleet bulk " << verb << ": no job " << a.job << "\n";
     return 3;
   }
+  const bulk::State state = (*job)->state;
+  std::string refused;
+  if (verb == "pause" && state != bulk::State::kPending && state != bulk::State::kScheduled &&
+      state != bulk::State::kInProgress) {
+    refused = "only a pending, scheduled or running job can be paused";
+  } else if (verb == "resume" && state != bulk::State::kPaused && state != bulk::State::kPending) {
+    refused = "only a paused job can be resumed";
+  } else if (verb == "cancel" && bulk::terminal(state)) {
+    refused = "the job has ended already";
+  } else if (verb == "retry-failed" && (*job)->count(bulk::Phase::kFailed) == 0) {
+    refused = "no recipient has failed";
+  } else if (verb == "retry-failed" && state == bulk::State::kCancelled) {
+    refused = "a cancelled job does not send again";
+  }
+  if (!refused.empty()) {
+    std::cerr << "wafleet bulk " << verb << ": " << a.job << " is " << bulk::to_string(state) << ": "
+              << refused << "\n";
+    return 5;
+  }
   if (brokers.empty()) {
     std::cerr << "wafleet bulk " << verb << ": set WAFLEET_KAFKA_BROKERS or --kafka-brokers\n";
     return 2;

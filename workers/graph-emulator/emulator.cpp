@@ -1,6 +1,9 @@
 #include "workers/graph-emulator/emulator.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <deque>
 #include <regex>
 #include <set>
 #include <thread>
@@ -177,7 +180,8 @@ nlohmann::json Fault::to_json() const {
           {"http_status", http_status}, {"latency_ms", latency_ms},
           {"expired_url", expired_url}, {"wrong_checksum", wrong_checksum},
           {"oversize", oversize},       {"handoff", handoff},
-          {"answer_chars", answer_chars}};
+          {"answer_chars", answer_chars},
+          {"status_error_code", status_error_code}};
 }
 
 std::optional<Fault> Fault::from_json(const nlohmann::json& j, std::string& error) {
@@ -198,6 +202,7 @@ std::optional<Fault> Fault::from_json(const nlohmann::json& j, std::string& erro
     f.oversize = j.value("oversize", false);
     f.handoff = j.value("handoff", false);
     f.answer_chars = j.value("answer_chars", 0);
+    f.status_error_code = j.value("status_error_code", 0);
   } catch (const nlohmann::json::exception& e) {
     error = std::string("bad fault field: ") + e.what();
     return std::nullopt;
@@ -211,7 +216,84 @@ std::optional<Fault> Fault::from_json(const nlohmann::json& j, std::string& erro
   return f;
 }
 
-GraphEmulator::GraphEmulator(Options options) : options_(std::move(options)) {}
+// Posts status webhooks from its own thread, in the order the messages were accepted.
+class StatusPoster {
+ public:
+  explicit StatusPoster(const Options& o) : o_(o), thread_([this] { run(); }) {}
+  ~StatusPoster() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void add(const std::string& pnid, nlohmann::json status) {
+    std::lock_guard lock(mu_);
+    queue_.emplace_back(pnid, std::move(status));
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    for (;;) {
+      std::string pnid;
+      nlohmann::json statuses = nlohmann::json::array();
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+        if (queue_.empty()) {
+          return;
+        }
+        pnid = queue_.front().first;
+        while (!queue_.empty() && queue_.front().first == pnid && statuses.size() < 100) {
+          statuses.push_back(std::move(queue_.front().second));
+          queue_.pop_front();
+        }
+      }
+      const nlohmann::json value = {
+          {"messaging_product", "whatsapp"},
+          {"metadata", {{"display_phone_number", o_.display_phone_number}, {"phone_number_id", pnid}}},
+          {"statuses", statuses}};
+      const nlohmann::json body = {
+          {"object", "whatsapp_business_account"},
+          {"entry", {{{"id", o_.waba_id}, {"changes", {{{"value", value}, {"field", "messages"}}}}}}}};
+      const std::string payload = body.dump();
+      const std::string sig = "sha256=" + crypto::hmac_sha256_hex(o_.status_app_secret, payload);
+      // Meta retries a failed delivery; so does this, a few times.
+      for (int attempt = 0; attempt < 20; ++attempt) {
+        auto r = http::fetch("POST", o_.status_url,
+                             {{"Content-Type", "application/json"}, {"X-Hub-Signature-256", sig}},
+                             payload, std::chrono::seconds(10));
+        if (r && r->status == 200) {
+          break;
+        }
+        {
+          std::lock_guard lock(mu_);
+          if (stop_) {
+            return;
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      }
+    }
+  }
+
+  Options o_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<std::string, nlohmann::json>> queue_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+GraphEmulator::GraphEmulator(Options options) : options_(std::move(options)) {
+  if (!options_.status_url.empty()) {
+    poster_ = std::make_unique<StatusPoster>(options_);
+  }
+}
+
+GraphEmulator::~GraphEmulator() = default;
 
 void GraphEmulator::set_public_base(const std::string& base) {
   std::lock_guard lock(mu_);
@@ -527,6 +609,40 @@ http::Response GraphEmulator::messages(const http::Request& req, const std::stri
   nlohmann::json out = {{"messaging_product", "whatsapp"},
                         {"contacts", nlohmann::json::array({contact})},
                         {"messages", nlohmann::json::array({{{"id", wamid}}})}};
+  if (poster_) {
+    const std::string ts = std::to_string(std::time(nullptr));
+    nlohmann::json base = {{"id", wamid}, {"timestamp", ts},
+                           {"recipient_id", contact.value("wa_id", recipient_type == "group" ? to : "")}};
+    if (!recipient.empty() && to.empty()) {
+      base["recipient_user_id"] = recipient;
+    }
+    if (recipient_type == "group") {
+      base["recipient_type"] = "group";
+    }
+    if (body.contains("biz_opaque_callback_data") && body["biz_opaque_callback_data"].is_string()) {
+      base["biz_opaque_callback_data"] = body["biz_opaque_callback_data"];
+    }
+    if (fault && fault->status_error_code != 0) {
+      auto failed = base;
+      failed["status"] = "failed";
+      const int code = fault->status_error_code;
+      const std::string title = code == 131049
+                                    ? "This message was not delivered to maintain healthy ecosystem engagement."
+                                    : "Message failed to send";
+      failed["errors"] = nlohmann::json::array(
+          {{{"code", code}, {"title", title}, {"message", title}, {"error_data", {{"details", title}}}}});
+      poster_->add(pnid, std::move(failed));
+    } else {
+      for (const auto& st : options_.statuses) {
+        auto one = base;
+        one["status"] = st;
+        if (type == "template") {
+          one["pricing"] = {{"billable", true}, {"pricing_model", "PMP"}, {"category", "marketing"}, {"type", "regular"}};
+        }
+        poster_->add(pnid, std::move(one));
+      }
+    }
+  }
   return http::make_json_response(req, 200, out.dump());
 }
 

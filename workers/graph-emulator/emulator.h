@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -37,7 +38,16 @@ struct Options {
   std::string access_token = "emulator-token";
   int64_t url_ttl_ms = 5 * 60 * 1000;  // Meta: media URLs expire after 5 minutes
   std::string public_base;             // "http://127.0.0.1:PORT"; set once the port is known
+  // Status webhooks, as Meta sends them after a message is accepted: signed with the app secret
+  // and POSTed to the receiver (batched, up to 100 statuses a webhook). Empty url: none.
+  std::string status_url;
+  std::string status_app_secret;
+  std::vector<std::string> statuses = {"sent", "delivered"};
+  std::string waba_id = "100000000000001";
+  std::string display_phone_number = "15550001111";
 };
+
+class StatusPoster;
 
 // A fault rule: the next `times` calls (-1: every call) to `endpoint` (media | download |
 // messages | upload | transcriptions | chat), optionally only for one media id or recipient (`match`), get it.
@@ -53,6 +63,7 @@ struct Fault {
   bool oversize = false;        // download: send 1 MiB more bytes than file_size says
   bool handoff = false;         // chat: answer with a handoff_to_human tool call
   int answer_chars = 0;         // chat: answer with this many characters of numbered sentences
+  int status_error_code = 0;    // messages: accept the send, then a failed status with this code
   bool is_error() const { return error_code != 0 || http_status >= 400; }
   unsigned status() const { return http_status >= 400 ? http_status : 400; }
   nlohmann::json to_json() const;
@@ -71,6 +82,7 @@ struct Media {
 class GraphEmulator {
  public:
   explicit GraphEmulator(Options options);
+  ~GraphEmulator();
   void set_public_base(const std::string& base);
   // Registers media directly (tests in process); returns its description as Meta gives it.
   nlohmann::json add_media(Media m);
@@ -117,6 +129,7 @@ class GraphEmulator {
   std::vector<Fault> faults_;
   std::vector<Call> calls_;
   std::atomic<uint64_t> next_message_{1};
+  std::unique_ptr<StatusPoster> poster_;  // null without a status url
 };
 
 }  // namespace wafleet::emulator

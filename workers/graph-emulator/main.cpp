@@ -20,6 +20,10 @@ int main(int argc, char** argv) {
       {"url-ttl-ms", "300000", "media URLs expire after this long (Meta: 5 minutes)"},
       {"http-threads", "2", "HTTP I/O threads"},
       {"faults", "", "fault rules at start: a JSON array (or @file), as POST /_emulator/faults takes"},
+      {"status-url", "", "POST status webhooks (sent, delivered...) for every accepted message here, "
+                         "e.g. http://127.0.0.1:8080/webhook"},
+      {"status-app-secret", "", "app secret the status webhooks are signed with", true},
+      {"statuses", "sent,delivered", "the statuses each accepted message gets, in order"},
       {"log-level", "info", "debug | info | warn | error"},
   };
   std::vector<std::string> errors;
@@ -28,6 +32,22 @@ int main(int argc, char** argv) {
   emulator::Options eo;
   eo.access_token = s.get("access-token");
   eo.url_ttl_ms = s.get_int("url-ttl-ms", errors);
+  eo.status_url = s.get("status-url");
+  eo.status_app_secret = s.get("status-app-secret");
+  eo.statuses.clear();
+  for (std::string rest = s.get("statuses"); !rest.empty();) {
+    const size_t comma = rest.find(',');
+    const std::string one = rest.substr(0, comma);
+    if (one != "sent" && one != "delivered" && one != "read" && one != "played") {
+      errors.push_back("WAFLEET_STATUSES: '" + one + "' is not sent, delivered, read or played");
+    } else {
+      eo.statuses.push_back(one);
+    }
+    rest = comma == std::string::npos ? "" : rest.substr(comma + 1);
+  }
+  if (!eo.status_url.empty() && eo.status_app_secret.empty()) {
+    errors.push_back("WAFLEET_STATUS_APP_SECRET: required with WAFLEET_STATUS_URL");
+  }
   const int threads = static_cast<int>(s.get_int("http-threads", errors));
   std::vector<emulator::Fault> faults;
   if (std::string spec = s.get("faults"); !spec.empty()) {

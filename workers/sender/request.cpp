@@ -443,6 +443,9 @@ Result parse_request(const Json& j) {
   if (j.contains("wafleet") && !j["wafleet"].is_object()) {
     return Unexpected(std::string("wafleet: the producer's metadata must be an object"));
   }
+  if (j.contains("wafleet") && j["wafleet"].contains("bulk_job") && j["wafleet"]["bulk_job"].is_string()) {
+    r.bulk_job = j["wafleet"]["bulk_job"].get<std::string>();
+  }
   const bool receipt = r.type == "read" || r.type == "typing";
   for (const auto& [key, value] : j.items()) {
     static const std::set<std::string> envelope = {

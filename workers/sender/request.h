@@ -32,6 +32,7 @@ struct Request {
   // Media from storage: the stored object to upload (POST /{phone-number-id}/media) and send by
   // the id Meta gives it; graph_body[type] gets that id in place of storage_uri/mime_type.
   std::string upload_uri;
+  std::string bulk_job;  // wafleet.bulk_job: a bulk job's request, held while the job is paused
   std::string upload_mime;
   nlohmann::json graph_body;  // exactly what Meta receives
   nlohmann::json original;    // the request as it came

@@ -181,6 +181,18 @@ Result<Outcome> Sender::send(const Request& r, bool replay, bool wait_for_budget
       return Unexpected(Error::invalid(**no));
     }
   }
+  // A bulk job paused, cancelled or failed since this request was released: not sent, and
+  // nothing claimed, so the job sends it (same key) when it goes on. This is what makes a pause
+  // hold Meta silent at once, whatever was already released.
+  if (!r.bulk_job.empty() && r.priority == Priority::kBulk) {
+    auto held = redis_.command({"EXISTS", "bulk:hold:{" + r.bulk_job + "}"});
+    if (!held) {
+      return Unexpected(held.error());
+    }
+    if (held->integer == 1) {
+      return Outcome{"held", "", 0, "the bulk job is paused or ended: not sent"};
+    }
+  }
   // Media from storage: uploaded once per number (the id is reused while Meta keeps it), then
   // sent by id. Before the rate limit and the claim: an upload that fails sends nothing.
   Request by_id;

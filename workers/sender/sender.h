@@ -77,7 +77,8 @@ struct Outcome {
   Outcome(std::string s, std::string id, int code, std::string message)
       : status(std::move(s)), wamid(std::move(id)), error_code(code),
         error_message(std::move(message)) {}
-  std::string status;  // sent | duplicate | failed | uncertain | wait (budget short, not sent)
+  std::string status;  // sent | duplicate | failed | uncertain | held (a paused bulk job's) |
+                      // wait (budget short, not sent)
   std::string wamid;
   int error_code = 0;
   std::string error_message;
