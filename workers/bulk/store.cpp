@@ -651,17 +651,34 @@ Status Store::release_lease(const std::string& id, const std::string& token) {
   return {};
 }
 
-Result<Reach> Store::charge_reach(const std::string& portfolio, const std::string& phone_number_id,
-                                  const std::string& identity, int64_t now_ms, int64_t window_ms,
-                                  int64_t limit) {
-  auto r = redis_.eval(kReach,
-                       {"bulk:reach:{" + portfolio + "}", "snd:win:{" + phone_number_id + "}:" + identity},
-                       {identity, std::to_string(now_ms), std::to_string(window_ms), std::to_string(limit)});
-  if (!r || r->is_error() || r->elements.size() != 2) {
-    return Unexpected(r && !r->is_error() ? Error::transient("redis: reach: unexpected reply")
-                                          : r ? redis_error(*r) : r.error());
+Result<std::vector<Reach>> Store::charge_reach(const std::string& portfolio,
+                                                const std::string& phone_number_id,
+                                                const std::vector<std::string>& identities,
+                                                int64_t now_ms, int64_t window_ms, int64_t limit) {
+  std::vector<Reach> out;
+  if (limit <= 0) {
+    out.assign(identities.size(), Reach{true, 0});
+    return out;
   }
-  return Reach{r->elements[0].integer == 1, r->elements[1].integer};
+  std::vector<redis::Command> cmds;
+  for (const auto& who : identities) {
+    cmds.push_back(kReach.evalsha({"bulk:reach:{" + portfolio + "}", "snd:win:{" + phone_number_id + "}:" + who},
+                                  {who, std::to_string(now_ms), std::to_string(window_ms), std::to_string(limit)}));
+  }
+  if (cmds.empty()) {
+    return out;
+  }
+  auto r = redis_.pipeline(cmds, {&kReach});
+  if (!r) {
+    return Unexpected(r.error());
+  }
+  for (const auto& one : *r) {
+    if (one.is_error() || one.elements.size() != 2) {
+      return Unexpected(Error::transient("redis: reach: " + one.str));
+    }
+    out.push_back(Reach{one.elements[0].integer == 1, one.elements[1].integer});
+  }
+  return out;
 }
 
 Result<int64_t> Store::reached(const std::string& portfolio, int64_t now_ms, int64_t window_ms) {

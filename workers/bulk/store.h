@@ -141,9 +141,12 @@ class Store {
   // The portfolio's rolling 24-hour budget of people reached outside a customer-service window.
   // A person reached already in the window, or inside their own window (they wrote to the number
   // in the last 24 hours: the sender's snd:win key), costs nothing. limit <= 0: unlimited.
-  Result<Reach> charge_reach(const std::string& portfolio, const std::string& phone_number_id,
-                             const std::string& identity, int64_t now_ms, int64_t window_ms,
-                             int64_t limit);
+  // Many people in one round trip, in order: once the budget is spent, only people reached
+  // already (or inside their window) are allowed.
+  Result<std::vector<Reach>> charge_reach(const std::string& portfolio,
+                                          const std::string& phone_number_id,
+                                          const std::vector<std::string>& identities,
+                                          int64_t now_ms, int64_t window_ms, int64_t limit);
   Result<int64_t> reached(const std::string& portfolio, int64_t now_ms, int64_t window_ms);
   // The sender's opt-out list (STOP, 131050): snd:optout:{<phone_number_id>}:<identity>.
   Result<std::vector<bool>> opted_out(const std::string& phone_number_id,

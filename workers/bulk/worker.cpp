@@ -808,7 +808,7 @@ class BulkCore : public worker::Core {
     }
     std::vector<Transition> decided;
     std::vector<const Candidate*> to_send;
-    int64_t budget_until = 0;
+    std::vector<const Candidate*> need_budget;
     for (size_t k = 0; k < cands.size(); ++k) {
       const auto& cd = cands[k];
       if (cd.recipient.identity().empty() || final_phase(cd.status.status) ||
@@ -829,21 +829,29 @@ class BulkCore : public worker::Core {
           }
         }
       }
-      if (budget_until > 0) {
-        decided.push_back({id, cd.index, Op::kDefer, 0, now, "", 0, "daily budget", budget_until});
-        continue;
+      need_budget.push_back(&cd);
+    }
+    std::vector<std::string> people;
+    for (const auto* cd : need_budget) {
+      people.push_back(cd->recipient.identity());
+    }
+    auto reach = store.charge_reach(c_.portfolio, j.spec.phone_number_id, people, now,
+                                    c_.budget_window_ms, c_.daily_limit);
+    if (!reach) {
+      return Unexpected(reach.error());
+    }
+    int64_t budget_until = 0;
+    for (size_t k = 0; k < need_budget.size(); ++k) {
+      if ((*reach)[k].allowed) {
+        to_send.push_back(need_budget[k]);
+      } else {
+        budget_until = std::max(budget_until, (*reach)[k].retry_at_ms);
       }
-      auto reach = store.charge_reach(c_.portfolio, j.spec.phone_number_id, cd.recipient.identity(), now,
-                                      c_.budget_window_ms, c_.daily_limit);
-      if (!reach) {
-        return Unexpected(reach.error());
+    }
+    for (size_t k = 0; k < need_budget.size(); ++k) {
+      if (!(*reach)[k].allowed) {
+        decided.push_back({id, need_budget[k]->index, Op::kDefer, 0, now, "", 0, "daily budget", budget_until});
       }
-      if (!reach->allowed) {
-        budget_until = reach->retry_at_ms;
-        decided.push_back({id, cd.index, Op::kDefer, 0, now, "", 0, "daily budget", budget_until});
-        continue;
-      }
-      to_send.push_back(&cd);
     }
     // Produce, wait for every acknowledgement, then record: a crash in between re-releases the
     // same keys, which the sender answers as duplicates.

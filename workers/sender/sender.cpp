@@ -13,9 +13,14 @@
 namespace wafleet::sender {
 namespace {
 
-// KEYS: number budget, pair budget. ARGV: per-key emission interval (µs) and burst.
-// Returns 0 when both budgets allowed (and were charged), else {number wait, pair wait} in µs
-// (nothing charged).
+// KEYS: number budget, pair budget. ARGV: per-key emission interval (µs) and burst, then the
+// longest wait for the number's next slot that may be reserved (µs).
+// Returns 0 when both budgets allowed (and were charged); {-w, 0} when the person's budget
+// allows and the number's next slot is w µs away (w <= the reserve): the slot is charged now and
+// the caller sends at it; else {number wait, pair wait} in µs (nothing charged).
+// Reserving the next slot keeps a backlogged number at its full rate: without it, every send
+// that comes a little after its slot (the wake-up, the round trips before the script) loses
+// that lateness, about 4 % at 80/s with one sender.
 const redis::Script kGcra(R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -28,11 +33,12 @@ local function probe(key, interval, burst)
 end
 local n_tat, n_over = probe(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 local p_tat, p_over = probe(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
-if n_over > 0 or p_over > 0 then
+if p_over > 0 or n_over > tonumber(ARGV[5]) then
   return {math.max(n_over, 0), math.max(p_over, 0)}
 end
 redis.call('SET', KEYS[1], string.format('%.0f', n_tat), 'PX', math.ceil((n_tat - now) / 1000) + 1000)
 redis.call('SET', KEYS[2], string.format('%.0f', p_tat), 'PX', math.ceil((p_tat - now) / 1000) + 1000)
+if n_over > 0 then return {-n_over, 0} end
 return 0
 )lua");
 
@@ -58,6 +64,9 @@ Result<std::chrono::microseconds> RateLimiter::acquire(const std::string& phone_
   if (!w) {
     return Unexpected(w.error());
   }
+  if (w->granted() && w->reserved.count() > 0) {
+    std::this_thread::sleep_for(w->reserved);  // the reserved slot
+  }
   return std::max({w->number, w->pair, std::chrono::microseconds(0)});
 }
 
@@ -67,9 +76,12 @@ Result<RateLimiter::Wait> RateLimiter::try_acquire(const std::string& phone_numb
   const auto interval = [](double per_second) {
     return std::to_string(static_cast<int64_t>(std::llround(1e6 / per_second)));
   };
+  // At most one slot ahead (and never more than 20 ms): the caller sleeps until it.
+  const int64_t reserve = std::min<int64_t>(20000, std::llround(1e6 / limits_.number_per_second));
   auto r = redis_.eval(kGcra, {tag, tag + ":pair:" + recipient},
                        {interval(limits_.number_per_second), std::to_string(limits_.number_burst),
-                        interval(limits_.pair_per_second), std::to_string(limits_.pair_burst)});
+                        interval(limits_.pair_per_second), std::to_string(limits_.pair_burst),
+                        std::to_string(reserve)});
   if (!r) {
     return Unexpected(r.error());
   }
@@ -78,6 +90,11 @@ Result<RateLimiter::Wait> RateLimiter::try_acquire(const std::string& phone_numb
   }
   if (r->type != redis::Reply::Type::kArray || r->elements.size() != 2) {
     return Unexpected(Error::transient("rate limiter: unexpected reply " + r->str));
+  }
+  if (r->elements[0].integer < 0) {
+    Wait w;
+    w.reserved = std::chrono::microseconds(-r->elements[0].integer);
+    return w;
   }
   return Wait{std::chrono::microseconds(r->elements[0].integer),
               std::chrono::microseconds(r->elements[1].integer)};
@@ -221,6 +238,9 @@ Result<Outcome> Sender::send(const Request& r, bool replay, bool wait_for_budget
       Outcome o{"wait", "", 0, ""};
       o.wait = *w;
       return o;
+    }
+    if (w->reserved.count() > 0) {
+      std::this_thread::sleep_for(w->reserved);  // the number's slot, charged already
     }
   }
   for (; wait_for_budget;) {

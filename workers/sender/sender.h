@@ -49,6 +49,7 @@ class RateLimiter {
   struct Wait {
     std::chrono::microseconds number{0};
     std::chrono::microseconds pair{0};
+    std::chrono::microseconds reserved{0};  // granted: the slot is this far away; send then
     bool granted() const { return number.count() <= 0 && pair.count() <= 0; }
   };
   Result<Wait> try_acquire(const std::string& phone_number_id, const std::string& recipient);

@@ -1,6 +1,11 @@
 #include "workers/sender/worker.h"
 
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <thread>
+#include <tuple>
 
 #include <prometheus/counter.h>
 
@@ -54,6 +59,7 @@ class SenderCore : public worker::Core, private kafka::RebalanceListener {
   SenderCore(worker::Context& ctx, const WorkerConfig& c)
       : c_(c),
         loop_options_(ctx.loop_options()),
+        producer_(&ctx.producer()),
         limiter_(ctx.redis(), c.limits),
         policy_redis_(ctx.redis_options()),
         conversations_(ctx.redis(), c.policy),
@@ -104,8 +110,17 @@ class SenderCore : public worker::Core, private kafka::RebalanceListener {
   // next owner.
   void on_assigned(const std::vector<kafka::TopicPartition>&) override {}
   void on_revoked(const std::vector<kafka::TopicPartition>& partitions) override {
+    // Results still in flight are waited for, so the offsets committed right after this cover
+    // exactly the requests whose results Kafka has.
+    producer_->flush(std::chrono::seconds(10));
+    if (Status st = drain_results(); !st) {
+      results_failed_ = st.error().message;
+    }
     for (const auto& tp : partitions) {
       scheduler_.drop_partition(tp.partition);
+      unacked_.erase(tp.partition);
+      scheduled_next_.erase(tp.partition);
+      stored_.erase(tp.partition);
     }
   }
 
@@ -124,9 +139,16 @@ class SenderCore : public worker::Core, private kafka::RebalanceListener {
 
   Status send_loop(worker::Context& ctx) {
     kafka::Consumer& consumer = ctx.consumer();
+    consumer_ = &consumer;
     Status result;
     bool paused = false;
     while (!ctx.stopping() && result) {
+      if (Status st = drain_results(); !st) {
+        return st;
+      }
+      if (!results_failed_.empty()) {
+        return Unexpected(Error::fatal(results_failed_));
+      }
       // 1. Read what there is (without waiting while there is work), up to the queue bound.
       auto timeout = std::chrono::milliseconds(scheduler_.empty() ? 100 : 0);
       // Full: stop fetching but keep polling (rebalances, group liveness); a paused partition
@@ -153,9 +175,12 @@ class SenderCore : public worker::Core, private kafka::RebalanceListener {
           break;
         }
       }
-      // 2. Send what may go now, a bounded number per round so reading keeps up.
+      // 2. Send what may go now, a bounded number per round (and at most 5 ms of it: a send may
+      // sleep until its reserved slot) so reading keeps up and a reply never waits behind a
+      // round of bulk.
+      const int64_t round_start = now_us();
       for (int n = 0; n < 64 && result && !ctx.stopping(); ++n) {
-        if (now_us() < number_blocked_until_) {
+        if (now_us() < number_blocked_until_ || (n > 0 && now_us() - round_start > 5000)) {
           break;
         }
         Item* item = scheduler_.pick(now_us());
@@ -178,7 +203,58 @@ class SenderCore : public worker::Core, private kafka::RebalanceListener {
         }
       }
     }
+    // Whatever results are still in flight: acknowledged now, so their offsets are stored
+    // before the skeleton closes the consumer.
+    ctx.producer().flush(std::chrono::seconds(10));
+    if (Status st = drain_results(); !st && result) {
+      result = st;
+    }
     return result;
+  }
+
+  // Results are produced without waiting for each (a send would otherwise pay a broker round
+  // trip); a partition's offset moves only up to its lowest request whose result Kafka has not
+  // acknowledged yet. Called on the loop thread.
+  Status drain_results() {
+    std::vector<std::tuple<int32_t, int64_t, std::string>> done;
+    {
+      std::lock_guard lock(acks_->mu);
+      done.swap(acks_->done);
+    }
+    std::set<int32_t> touched;
+    for (const auto& [partition, offset, error] : done) {
+      if (!error.empty()) {
+        return Unexpected(Error::fatal("cannot produce the result: " + error));
+      }
+      auto& pending = unacked_[partition];
+      if (auto it = pending.find(offset); it != pending.end()) {
+        pending.erase(it);
+      }
+      touched.insert(partition);
+    }
+    for (int32_t partition : touched) {
+      store(partition);
+    }
+    return {};
+  }
+
+  void store(int32_t partition) {
+    auto next = scheduled_next_.find(partition);
+    if (next == scheduled_next_.end()) {
+      return;
+    }
+    int64_t storable = next->second;
+    if (auto it = unacked_.find(partition); it != unacked_.end() && !it->second.empty()) {
+      storable = std::min(storable, *it->second.begin());
+    }
+    auto& last = stored_[partition];
+    if (storable <= last) {
+      return;
+    }
+    last = storable;
+    if (Status st = consumer_->store_offset(topics::kOutbound, partition, storable); !st) {
+      log::warn("consumer.offset_store_failed", {{"reason", st.error().message}});
+    }
   }
 
   void enqueue(kafka::Record r) {
@@ -227,12 +303,16 @@ class SenderCore : public worker::Core, private kafka::RebalanceListener {
     if (fx.result) {
       const std::string status = fx.result->value("status", "");
       outcomes_.Add({{"status", status}}).Increment();
-      if (Status p = kafka::produce_and_wait(ctx.producer(), topics::kOutboundResults,
-                                             item->record.key, fx.result->dump(),
-                                             {{"request_id", fx.result->value("request_id", "")}});
-          !p) {
-        return Unexpected(Error::fatal("cannot produce the result: " + p.error().message));
-      }
+      const int32_t partition = item->record.partition;
+      const int64_t offset = item->record.offset;
+      unacked_[partition].insert(offset);
+      ctx.producer().produce(topics::kOutboundResults, item->record.key, fx.result->dump(),
+                             {{"request_id", fx.result->value("request_id", "")}},
+                             [acks = acks_, partition, offset](const Status& st, int32_t, int64_t) {
+                               std::lock_guard lock(acks->mu);
+                               acks->done.emplace_back(partition, offset,
+                                                       st ? std::string() : st.error().message);
+                             });
       if (status == "sent" || status == "duplicate") {
         log::info("sender.sent", {{"request_id", item->request.request_id},
                                   {"status", status},
@@ -247,17 +327,28 @@ class SenderCore : public worker::Core, private kafka::RebalanceListener {
         return Unexpected(Error::fatal("cannot write the dead-letter topic: " + d.error().message));
       }
     }
-    // Finished: the partition's offset moves up to the lowest record still queued.
+    // Finished: the partition's offset moves up to the lowest record still queued (or whose
+    // result is not acknowledged yet).
     const int32_t partition = item->record.partition;
-    const int64_t next = scheduler_.done(item);
-    if (Status st = ctx.consumer().store_offset(topics::kOutbound, partition, next); !st) {
-      log::warn("consumer.offset_store_failed", {{"reason", st.error().message}});
-    }
+    scheduled_next_[partition] = scheduler_.done(item);
+    store(partition);
     return {};
   }
 
+  struct Acks {
+    std::mutex mu;
+    std::vector<std::tuple<int32_t, int64_t, std::string>> done;  // partition, offset, error
+  };
+
   WorkerConfig c_;
   kafka::LoopOptions loop_options_;
+  kafka::Producer* producer_;
+  kafka::Consumer* consumer_ = nullptr;  // the main consumer, once run() has it
+  std::shared_ptr<Acks> acks_ = std::make_shared<Acks>();  // filled on the delivery thread
+  std::map<int32_t, std::multiset<int64_t>> unacked_;      // offsets whose result is in flight
+  std::map<int32_t, int64_t> scheduled_next_;              // the scheduler's next offset
+  std::map<int32_t, int64_t> stored_;                      // last offset stored
+  std::string results_failed_;
   Scheduler scheduler_;
   RateLimiter limiter_;
   redis::RedisClient policy_redis_;  // the inbound thread's own connection
@@ -311,7 +402,7 @@ static worker::Plan make_plan(const config::Settings& s, std::vector<std::string
   worker::Plan plan;
   plan.wiring.consumes = {topics::kOutbound};
   plan.wiring.produces = {topics::kOutboundResults};
-  plan.wiring.producer.linger_ms = 0;  // one result at a time, each awaited: do not batch
+  plan.wiring.producer.linger_ms = 2;  // results are not awaited one by one: batch them a little
   plan.wiring.fetch_wait_max_ms = 10;  // a reply goes out the moment it lands, not 100 ms later
   plan.started = {{"graph", c.graph.graph_base}};
   plan.build = worker::build<SenderCore>(c);
