@@ -65,33 +65,35 @@ class BulkE2E : public ::testing::Test {
     start("sender", {"--graph-base", graph_, "--number-rate", std::to_string(rate_), "--number-burst",
                      "5", "--backoff-ms", "100"});
   }
-  void start_bulk(std::vector<std::string> extra = {}) {
+  void start_bulk(std::vector<std::string> extra = {}, const std::string& name = "bulk") {
     bulk_extra_ = extra.empty() ? bulk_extra_ : extra;
     std::vector<std::string> args = {"--number-rate", std::to_string(rate_), "--portfolio-daily-limit",
                                      std::to_string(daily_limit_), "--storage-dir", dir_ + "/store",
                                      "--clock-offset-file", clock_file_, "--retry-ms", "500"};
     args.insert(args.end(), bulk_extra_.begin(), bulk_extra_.end());
-    start("bulk", args);
+    start(name, args);
   }
 
+  // name: the process's name here (bulk2 is a second wafleet-bulk).
   void start(const std::string& name, std::vector<std::string> args) {
     std::filesystem::remove(dir_ + "/" + name + "-admin");
     args.push_back("--admin-port-file");
     args.push_back(dir_ + "/" + name + "-admin");
+    const std::string binary = name == "bulk2" ? "bulk" : name;
     processes_[name] = std::make_unique<test::Process>(
-        kBin + "/wafleet-" + name, args, env_,
+        kBin + "/wafleet-" + binary, args, env_,
         dir_ + "/" + name + "-" + std::to_string(starts_[name]++) + ".log");
   }
 
   void TearDown() override {
     if (HasFailure()) {
-      for (const char* w : {"bulk", "sender"}) {
+      for (const char* w : {"bulk", "bulk2", "sender"}) {
         if (processes_.count(w) != 0) {
           std::cerr << "--- " << w << "\n" << processes_[w]->log().substr(0, 20000);
         }
       }
     }
-    for (const char* w : {"bulk", "sender", "receiver"}) {
+    for (const char* w : {"bulk", "bulk2", "sender", "receiver"}) {
       if (processes_.count(w) != 0) {
         processes_[w]->stop();
       }
@@ -324,6 +326,9 @@ TEST_F(BulkE2E, CancelStopsForGoodAndLeavesTheUnsentCancelled) {
 
 TEST_F(BulkE2E, KillNineOfTheBulkWorkerAndOfTheSenderMidJobStillSendsEachPersonOnce) {
   start_workers(80);
+  // Two bulk workers: one drives the job (the lease), both apply outcomes.
+  start_bulk({}, "bulk2");
+  ASSERT_TRUE(test::wait_ready(dir_ + "/bulk2-admin")) << processes_["bulk2"]->log();
   const std::string job = create(list(800));
   ASSERT_TRUE(test::eventually([&] { return sends().total >= 150; }, std::chrono::seconds(30)));
   processes_["bulk"]->kill9();
@@ -438,6 +443,48 @@ TEST_F(BulkE2E, APausedTemplatePausesTheJob) {
   ASSERT_TRUE(wait_state(job, "PAUSED", std::chrono::seconds(15))) << show(job).dump(2);
   EXPECT_NE(show(job).value("reason", "").find("FIRST_PAUSE"), std::string::npos);
   EXPECT_LT(sends().total, 200u);
+}
+
+TEST_F(BulkE2E, TheCircuitBreakerPausesAJobWhoseRecipientsKeepFailingAndSaysWhy) {
+  start_workers(100);
+  // Every send refused as undeliverable (131026: skipped, so no single error pauses the job).
+  fault({{"endpoint", "messages"}, {"times", -1}, {"error_code", 131026}});
+  const std::string job = create(list(300));
+  ASSERT_TRUE(wait_state(job, "PAUSED", std::chrono::seconds(30))) << show(job).dump(2);
+  Json j = show(job);
+  EXPECT_NE(j.value("reason", "").find("circuit breaker"), std::string::npos) << j.dump(2);
+  EXPECT_NE(j.value("reason", "").find("131026"), std::string::npos) << j.dump(2);
+  // It paused early, not after trying everyone.
+  EXPECT_LT(j["counts"].value("skipped", 0), 150) << j.dump(2);
+}
+
+TEST_F(BulkE2E, QuietHoursInTheRecipientsZoneHoldTheirMessagesUntilTheyEnd) {
+  start_workers(100);
+  // Quiet from now (UTC) for two hours: the rows with tz UTC wait, the others go.
+  const int64_t now_min = wall_clock_ms() / 60000;
+  auto hm = [](int64_t m) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "%02d:%02d", static_cast<int>(m / 60 % 24), static_cast<int>(m % 60));
+    return std::string(buf);
+  };
+  const std::string quiet = hm(now_min) + "-" + hm(now_min + 120);
+  std::string csv = "to,body.1,tz\n";
+  for (int i = 0; i < 20; ++i) {
+    csv += phone(i) + ",P" + std::to_string(i) + "," + (i < 5 ? "UTC" : "") + "\n";
+  }
+  test::write_file(dir_ + "/quiet.csv", csv);
+  const std::string job = create(dir_ + "/quiet.csv", "--quiet-hours " + quiet);
+  ASSERT_TRUE(test::eventually([&] { return sends().total >= 15; }, std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  auto s = sends();
+  EXPECT_EQ(s.total, 15u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(s.per_person.count(phone(i)), 0u) << "sent during its quiet hours: " << phone(i);
+  }
+  EXPECT_EQ(show(job)["counts"].value("waiting", 0), 5);
+  set_clock_offset(121LL * 60 * 1000);
+  ASSERT_TRUE(wait_state(job, "COMPLETED", std::chrono::seconds(30))) << show(job).dump(2);
+  EXPECT_EQ(sends().per_person.size(), 20u);
 }
 
 }  // namespace

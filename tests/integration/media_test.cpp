@@ -281,6 +281,21 @@ TEST_F(MediaTest, S3StorageUploadsObjectsOnceByContent) {
   EXPECT_TRUE(again->deduplicated);
   EXPECT_EQ(again->uri, s->uri);
   EXPECT_EQ(calls_to("/media/"), downloads);
+  // A named object beside the media (bulk reports): reports/bulk/<job>.csv under the prefix.
+  auto report = write_named("reports/bulk/bj_0123456789abcdef.csv", "job_id,line\nbj,2\n", "text/csv",
+                            dir_ + "/unused", &so);
+  ASSERT_TRUE(report.has_value()) << report.error().message;
+  EXPECT_EQ(*report, "s3://wafleet-media/media/reports/bulk/bj_0123456789abcdef.csv");
+  ASSERT_EQ(test::run_command("curl -sS -f --aws-sigv4 aws:amz:us-east-1:s3 --user S3RVER:S3RVER "
+                              "-H 'x-amz-content-sha256: "
+                              "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' -o " +
+                                  dir_ + "/report " + endpoint +
+                                  "/wafleet-media/media/reports/bulk/bj_0123456789abcdef.csv",
+                              out),
+            0)
+      << out;
+  EXPECT_EQ(read_file(dir_ + "/report"), "job_id,line\nbj,2\n");
+  EXPECT_TRUE(std::filesystem::is_empty(so.staging_dir));
   // Object storage down: a transient failure (retried), and the staged file is not left behind.
   s3.stop();
   add("s3-other", "image/jpeg", 1000, 10);
@@ -288,6 +303,22 @@ TEST_F(MediaTest, S3StorageUploadsObjectsOnceByContent) {
   ASSERT_FALSE(down.has_value());
   EXPECT_EQ(down.error().kind, ErrorKind::kTransient) << down.error().message;
   EXPECT_TRUE(std::filesystem::is_empty(so.staging_dir));
+}
+
+TEST(MediaNamed, LocalObjectsAreWrittenWholeUnderTheirName) {
+  const std::string root = test::temp_dir("wafleet-named");
+  auto uri = write_named("reports/bulk/x.json", "{\"a\": 1}\n", "application/json", root, nullptr);
+  ASSERT_TRUE(uri.has_value()) << uri.error().message;
+  EXPECT_EQ(*uri, "file://" + std::filesystem::absolute(root + "/reports/bulk/x.json").string());
+  std::ifstream in(root + "/reports/bulk/x.json");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "{\"a\": 1}\n");
+  EXPECT_FALSE(std::filesystem::exists(root + "/reports/bulk/x.json.part"));
+  // Written again (a report made anew): replaced, not appended.
+  ASSERT_TRUE(write_named("reports/bulk/x.json", "{}\n", "application/json", root, nullptr));
+  std::ifstream again(root + "/reports/bulk/x.json");
+  std::string text2((std::istreambuf_iterator<char>(again)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text2, "{}\n");
 }
 
 TEST(MediaDigest, HexAndBase64AreBothAccepted) {

@@ -481,6 +481,19 @@ Status Store::set_fields(const std::string& id, const std::map<std::string, std:
   return {};
 }
 
+Status Store::hold(const std::string& id, const std::string& why, int64_t ttl_ms) {
+  redis::Command cmd = {"SET", "bulk:hold:{" + id + "}", why};
+  if (ttl_ms > 0) {
+    cmd.push_back("PX");
+    cmd.push_back(std::to_string(ttl_ms));
+  }
+  auto r = redis_.command(cmd);
+  if (!r || r->is_error()) {
+    return Unexpected(r ? redis_error(*r) : r.error());
+  }
+  return {};
+}
+
 Result<std::vector<Recipient>> Store::recipients(const std::string& id, size_t from, size_t count) {
   std::vector<Recipient> out;
   if (count == 0) {
@@ -768,12 +781,19 @@ Status Store::each_report_row(const JobInfo& job, const std::function<void(const
   return {};
 }
 
-Result<std::string> report_json(Store& store, const JobInfo& job) {
-  Json report = job.to_json();
-  report["generated_at"] = format_iso8601(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                              std::chrono::system_clock::now().time_since_epoch())
-                                              .count());
-  Json rows = Json::array();
+Status report_json(Store& store, const JobInfo& job, std::ostream& out) {
+  Json head = job.to_json();
+  head["generated_at"] = format_iso8601(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
+  // The job's fields, then "recipients": [...] written row by row.
+  std::string opening = head.dump(2, ' ', false, Json::error_handler_t::replace);
+  opening.erase(opening.find_last_of('}'));
+  while (!opening.empty() && (opening.back() == '\n' || opening.back() == ' ')) {
+    opening.pop_back();
+  }
+  out << opening << ",\n  \"recipients\": [";
+  bool first = true;
   auto st = store.each_report_row(job, [&](const Store::ReportRow& r) {
     Json one = {{"line", r.line}, {"to", r.to}, {"status", r.status}, {"attempts", r.attempts}};
     if (!r.wamid.empty()) {
@@ -793,16 +813,20 @@ Result<std::string> report_json(Store& store, const JobInfo& job) {
         one[k] = format_iso8601(v);
       }
     }
-    rows.push_back(std::move(one));
+    out << (first ? "\n    " : ",\n    ") << one.dump(-1, ' ', false, Json::error_handler_t::replace);
+    first = false;
   });
   if (!st) {
-    return Unexpected(st.error());
+    return st;
   }
-  report["recipients"] = std::move(rows);
-  return report.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+  out << (first ? "]\n}\n" : "\n  ]\n}\n");
+  if (!out) {
+    return Unexpected(Error::transient("report: the output could not be written"));
+  }
+  return {};
 }
 
-Result<std::string> report_csv(Store& store, const JobInfo& job) {
+Status report_csv(Store& store, const JobInfo& job, std::ostream& out) {
   auto quote = [](const std::string& s) {
     if (s.find_first_of(",\"\n\r") == std::string::npos) {
       return s;
@@ -816,20 +840,22 @@ Result<std::string> report_csv(Store& store, const JobInfo& job) {
     }
     return q + "\"";
   };
-  std::ostringstream o;
-  o << "job_id,name,state,line,to,status,wamid,error_code,error,attempts,sent_at,delivered_at,"
-       "read_at,updated_at\n";
+  out << "job_id,name,state,line,to,status,wamid,error_code,error,attempts,sent_at,delivered_at,"
+         "read_at,updated_at\n";
   auto st = store.each_report_row(job, [&](const Store::ReportRow& r) {
-    o << job.spec.id << "," << quote(job.spec.name) << "," << to_string(job.state) << ","
-      << r.line << "," << quote(r.to) << "," << r.status << "," << quote(r.wamid) << ","
-      << (r.code != 0 ? std::to_string(r.code) : "") << "," << quote(r.reason) << ","
-      << r.attempts << "," << format_iso8601(r.sent_ms) << "," << format_iso8601(r.delivered_ms)
-      << "," << format_iso8601(r.read_ms) << "," << format_iso8601(r.updated_ms) << "\n";
+    out << job.spec.id << "," << quote(job.spec.name) << "," << to_string(job.state) << ","
+        << r.line << "," << quote(r.to) << "," << r.status << "," << quote(r.wamid) << ","
+        << (r.code != 0 ? std::to_string(r.code) : "") << "," << quote(r.reason) << ","
+        << r.attempts << "," << format_iso8601(r.sent_ms) << "," << format_iso8601(r.delivered_ms)
+        << "," << format_iso8601(r.read_ms) << "," << format_iso8601(r.updated_ms) << "\n";
   });
   if (!st) {
-    return Unexpected(st.error());
+    return st;
   }
-  return o.str();
+  if (!out) {
+    return Unexpected(Error::transient("report: the output could not be written"));
+  }
+  return {};
 }
 
 }  // namespace wafleet::bulk

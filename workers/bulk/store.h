@@ -18,6 +18,7 @@
 // Not thread-safe: one Store per thread (it borrows that thread's RedisClient).
 #include <cstdint>
 #include <functional>
+#include <ostream>
 #include <map>
 #include <optional>
 #include <string>
@@ -116,6 +117,9 @@ class Store {
                                          const std::vector<State>& from,
                                          const std::string& reason, int64_t now_ms);
   Status set_fields(const std::string& id, const std::map<std::string, std::string>& fields);
+  // Sets the sender's gate for the job at once (the CLI, before its pause or cancel command is
+  // applied: Meta goes silent without waiting for the worker). ttl_ms 0: until removed.
+  Status hold(const std::string& id, const std::string& why, int64_t ttl_ms);
 
   Result<std::vector<Recipient>> recipients(const std::string& id, size_t from, size_t count);
   // Indexes due in bulk:later (up to count, earliest first).
@@ -172,8 +176,9 @@ class Store {
   redis::RedisClient& redis_;
 };
 
-// The report as JSON (totals + every recipient) and as CSV, from the store.
-Result<std::string> report_json(Store& store, const JobInfo& job);
-Result<std::string> report_csv(Store& store, const JobInfo& job);
+// The report as JSON (the job with its totals, then every recipient) and as CSV, from the
+// store, streamed a thousand rows at a time (a million recipients never sit in memory at once).
+Status report_json(Store& store, const JobInfo& job, std::ostream& out);
+Status report_csv(Store& store, const JobInfo& job, std::ostream& out);
 
 }  // namespace wafleet::bulk

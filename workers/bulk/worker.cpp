@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <condition_variable>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -613,22 +614,34 @@ class BulkCore : public worker::Core {
     return store.deactivate(id);
   }
 
+  // Streamed to files in the storage's staging place, then stored under reports/bulk/.
   Result<std::string> write_report(Store& store, const JobInfo& job) {
-    auto js = report_json(store, job);
-    if (!js) {
-      return Unexpected(js.error());
-    }
-    auto csv = report_csv(store, job);
-    if (!csv) {
-      return Unexpected(csv.error());
-    }
     const media::S3Options* s3 = c_.storage == "s3" ? &c_.s3 : nullptr;
+    const std::string staging = s3 != nullptr ? c_.s3.staging_dir : c_.storage_dir + "/reports/bulk";
+    std::error_code ec;
+    std::filesystem::create_directories(staging, ec);
     const std::string base = "reports/bulk/" + job.spec.id;
-    auto a = media::write_named(base + ".csv", *csv, "text/csv", c_.storage_dir, s3);
-    if (!a) {
-      return Unexpected(a.error());
+    std::string uri;
+    for (const char* kind : {"csv", "json"}) {
+      const std::string temp = staging + "/." + job.spec.id + "." + kind + ".part";
+      {
+        std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+        auto st = std::string(kind) == "csv" ? report_csv(store, job, out) : report_json(store, job, out);
+        out.close();
+        if (!st || !out) {
+          std::filesystem::remove(temp, ec);
+          return Unexpected(st ? Error::transient("cannot write " + temp) : st.error());
+        }
+      }
+      auto stored = media::store_named(base + "." + kind, temp,
+                                       std::string(kind) == "csv" ? "text/csv" : "application/json",
+                                       c_.storage_dir, s3);
+      if (!stored) {
+        return Unexpected(stored.error());
+      }
+      uri = *stored;  // the JSON's, written last
     }
-    return media::write_named(base + ".json", *js, "application/json", c_.storage_dir, s3);
+    return uri;
   }
 
   // --- the driver --------------------------------------------------------------------------
@@ -671,9 +684,9 @@ class BulkCore : public worker::Core {
       if (terminal(j.state)) {
         if (j.report_uri.empty()) {
           if (auto held = store.lease(id, token_, c_.lease_ms); held && *held) {
-            if (auto st = finish(store, id); !st) {
-              return st;
-            }
+            // A report that cannot be written (storage down) is tried again next tick; it does
+            // not hold the other jobs.
+            (void)finish(store, id);
           }
         } else {
           (void)store.deactivate(id);
@@ -944,7 +957,7 @@ class BulkCore : public worker::Core {
       return Unexpected(moved.error());
     }
     if (*moved) {
-      return finish(store, j.spec.id);
+      (void)finish(store, j.spec.id);  // on failure (logged) the terminal branch tries again
     }
     return {};
   }
@@ -969,6 +982,8 @@ worker::Plan make_plan(const config::Settings& s, std::vector<std::string>& erro
                           topics::kAccountEvents};
   plan.wiring.produces = {topics::kOutbound};
   plan.wiring.fetch_wait_max_ms = 20;
+  // Statuses of every message flow through here: a bounded read-ahead keeps the worker small.
+  plan.wiring.consumer_properties = {{"queued.max.messages.kbytes", "16384"}};
   plan.build = worker::build<BulkCore>(c);
   plan.started = {{"portfolio", c.portfolio},
                   {"daily_limit", c.daily_limit},

@@ -211,6 +211,15 @@ int command(const BulkArgs& a, const std::string& verb, bulk::Store& store, cons
     std::cerr << "wafleet bulk " << verb << ": " << producer.error().message << "\n";
     return 1;
   }
+  if (verb == "pause" || verb == "cancel") {
+    // The sender's gate now; the worker applies the state when the command reaches it.
+    if (auto st = store.hold(a.job, verb == "pause" ? "PAUSED" : "CANCELLED",
+                             verb == "pause" ? 0 : 8LL * 24 * 3600 * 1000);
+        !st) {
+      std::cerr << "wafleet bulk " << verb << ": redis: " << st.error().message << "\n";
+      return 1;
+    }
+  }
   const Json cmd = {{"command", verb}, {"job_id", a.job}, {"by", env_or("USER", "cli")},
                     {"at_ms", wall_clock_ms()}};
   if (auto st = kafka::produce_and_wait(**producer, topics::kBulkCommands, a.job, cmd.dump()); !st) {
@@ -302,22 +311,24 @@ int report(const BulkArgs& a, bulk::Store& store) {
     std::cerr << "wafleet bulk report: " << (job ? "no job " + a.job : "redis: " + job.error().message) << "\n";
     return job ? 3 : 1;
   }
-  auto text = a.format == "json" ? bulk::report_json(store, **job) : bulk::report_csv(store, **job);
-  if (!text) {
-    std::cerr << "wafleet bulk report: " << text.error().message << "\n";
-    return 1;
-  }
+  auto write = [&](std::ostream& out) {
+    return a.format == "json" ? bulk::report_json(store, **job, out) : bulk::report_csv(store, **job, out);
+  };
   if (a.out.empty()) {
-    std::cout << *text;
+    if (auto st = write(std::cout); !st) {
+      std::cerr << "wafleet bulk report: " << st.error().message << "\n";
+      return 1;
+    }
     return 0;
   }
   std::ofstream f(a.out, std::ios::binary | std::ios::trunc);
-  f << *text;
-  if (!f) {
-    std::cerr << "wafleet bulk report: cannot write " << a.out << "\n";
+  auto st = write(f);
+  f.close();
+  if (!st || !f) {
+    std::cerr << "wafleet bulk report: " << (st ? "cannot write " + a.out : st.error().message) << "\n";
     return 1;
   }
-  std::cerr << "wrote " << a.out << " (" << text->size() << " bytes)\n";
+  std::cerr << "wrote " << a.out << "\n";
   return 0;
 }
 

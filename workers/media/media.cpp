@@ -285,33 +285,40 @@ Result<std::string> S3Storage::put(const std::string& temp_file, const std::stri
   return "s3://" + options_.bucket + "/" + key;
 }
 
-Result<std::string> write_named(const std::string& name, const std::string& bytes,
+Result<std::string> store_named(const std::string& name, const std::string& file,
                                 const std::string& mime_type, const std::string& local_root,
                                 const S3Options* s3) {
   std::error_code ec;
-  const bool remote = s3 != nullptr && !s3->bucket.empty();
-  const fs::path dir = remote ? fs::path(s3->staging_dir) : fs::path(local_root) / fs::path(name).parent_path();
-  fs::create_directories(dir, ec);
-  const fs::path final_path = remote ? dir / (crypto::random_hex(8) + ".part") : fs::path(local_root) / name;
-  const fs::path temp = remote ? final_path : fs::path(final_path.string() + ".part");
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) {
-      return Unexpected(Error::transient("cannot write " + temp.string()));
-    }
-  }
-  if (!remote) {
-    fs::rename(temp, final_path, ec);
+  if (s3 == nullptr || s3->bucket.empty()) {
+    const fs::path final_path = fs::path(local_root) / name;
+    fs::create_directories(final_path.parent_path(), ec);
+    fs::rename(file, final_path, ec);
     if (ec) {
-      return Unexpected(Error::transient("cannot move " + temp.string() + ": " + ec.message()));
+      fs::remove(file, ec);
+      return Unexpected(Error::transient("cannot move " + file + " to " + final_path.string() + ": " +
+                                         ec.message()));
     }
     return "file://" + fs::absolute(final_path).string();
   }
   const std::string key = s3->prefix + name;
+  std::optional<std::string> digest;
+  {
+    std::ifstream in(file, std::ios::binary);
+    crypto::Sha256 sha;
+    std::string chunk(1 << 16, '\0');
+    while (in) {
+      in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      sha.update(std::string_view(chunk.data(), static_cast<size_t>(in.gcount())));
+    }
+    if (in.bad() || !in.eof()) {
+      fs::remove(file, ec);
+      return Unexpected(Error::transient("cannot read " + file));
+    }
+    digest = crypto::hex_encode(sha.final_raw());
+  }
   std::string body;
-  auto status = s3_request(*s3, "PUT", key, temp.string(), crypto::sha256_hex(bytes), mime_type, &body);
-  fs::remove(temp, ec);
+  auto status = s3_request(*s3, "PUT", key, file, *digest, mime_type, &body);
+  fs::remove(file, ec);
   if (!status) {
     return Unexpected(status.error());
   }
@@ -320,6 +327,25 @@ Result<std::string> write_named(const std::string& name, const std::string& byte
                                        body.substr(0, 300)));
   }
   return "s3://" + s3->bucket + "/" + key;
+}
+
+Result<std::string> write_named(const std::string& name, const std::string& bytes,
+                                const std::string& mime_type, const std::string& local_root,
+                                const S3Options* s3) {
+  std::error_code ec;
+  const bool remote = s3 != nullptr && !s3->bucket.empty();
+  const fs::path dir = remote ? fs::path(s3->staging_dir) : (fs::path(local_root) / name).parent_path();
+  fs::create_directories(dir, ec);
+  const fs::path temp = dir / (".write-" + crypto::random_hex(8) + ".part");
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) {
+      fs::remove(temp, ec);
+      return Unexpected(Error::transient("cannot write " + temp.string()));
+    }
+  }
+  return store_named(name, temp.string(), mime_type, local_root, s3);
 }
 
 Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3) {

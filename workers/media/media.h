@@ -89,6 +89,11 @@ Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3);
 Result<std::string> write_named(const std::string& name, const std::string& bytes,
                                 const std::string& mime_type, const std::string& local_root,
                                 const S3Options* s3);
+// The same for a finished file (written elsewhere, e.g. streamed): moved into place locally
+// (same filesystem), or uploaded and removed. The file is gone afterwards either way.
+Result<std::string> store_named(const std::string& name, const std::string& file,
+                                const std::string& mime_type, const std::string& local_root,
+                                const S3Options* s3);
 
 struct Options {
   std::string graph_base = "https://graph.facebook.com";
