@@ -205,6 +205,29 @@ int64_t to_int(const std::string& s) {
   }
 }
 
+// The members of a sorted set scored at most `max`, lowest first: recipient indexes.
+Result<std::vector<size_t>> indexes_up_to(redis::RedisClient& redis, const std::string& key,
+                                          int64_t max, size_t count) {
+  auto r = redis.command({"ZRANGEBYSCORE", key, "-inf", std::to_string(max), "LIMIT", "0",
+                          std::to_string(count)});
+  if (!r || r->is_error()) {
+    return Unexpected(r ? redis_error(*r) : r.error());
+  }
+  std::vector<size_t> out;
+  for (const auto& e : r->elements) {
+    out.push_back(static_cast<size_t>(to_int(e.str)));
+  }
+  return out;
+}
+
+Result<int64_t> cardinality(redis::RedisClient& redis, const std::string& key) {
+  auto r = redis.command({"ZCARD", key});
+  if (!r || r->is_error()) {
+    return Unexpected(r ? redis_error(*r) : r.error());
+  }
+  return r->integer;
+}
+
 JobInfo parse_job(const std::string& id, const redis::Reply& r) {
   std::map<std::string, std::string> f;
   for (size_t i = 0; i + 1 < r.elements.size(); i += 2) {
@@ -514,53 +537,15 @@ Result<std::vector<Recipient>> Store::recipients(const std::string& id, size_t f
 }
 
 Result<std::vector<size_t>> Store::due(const std::string& id, int64_t now_ms, size_t count) {
-  auto r = redis_.command({"ZRANGEBYSCORE", later_key(id), "-inf", std::to_string(now_ms), "LIMIT",
-                           "0", std::to_string(count)});
-  if (!r || r->is_error()) {
-    return Unexpected(r ? redis_error(*r) : r.error());
-  }
-  std::vector<size_t> out;
-  for (const auto& e : r->elements) {
-    out.push_back(static_cast<size_t>(to_int(e.str)));
-  }
-  return out;
+  return indexes_up_to(redis_, later_key(id), now_ms, count);
 }
 
-Result<int64_t> Store::in_flight(const std::string& id) {
-  auto r = redis_.command({"ZCARD", inflight_key(id)});
-  if (!r || r->is_error()) {
-    return Unexpected(r ? redis_error(*r) : r.error());
-  }
-  return r->integer;
-}
+Result<int64_t> Store::in_flight(const std::string& id) { return cardinality(redis_, inflight_key(id)); }
 
-Result<int64_t> Store::waiting(const std::string& id) {
-  auto r = redis_.command({"ZCARD", later_key(id)});
-  if (!r || r->is_error()) {
-    return Unexpected(r ? redis_error(*r) : r.error());
-  }
-  return r->integer;
-}
+Result<int64_t> Store::waiting(const std::string& id) { return cardinality(redis_, later_key(id)); }
 
 Result<std::vector<size_t>> Store::stale(const std::string& id, int64_t older_than_ms, size_t count) {
-  auto r = redis_.command({"ZRANGEBYSCORE", inflight_key(id), "-inf", std::to_string(older_than_ms),
-                           "LIMIT", "0", std::to_string(count)});
-  if (!r || r->is_error()) {
-    return Unexpected(r ? redis_error(*r) : r.error());
-  }
-  std::vector<size_t> out;
-  for (const auto& e : r->elements) {
-    out.push_back(static_cast<size_t>(to_int(e.str)));
-  }
-  return out;
-}
-
-Result<int64_t> Store::next_due(const std::string& id) {
-  auto r = redis_.command({"ZRANGE", later_key(id), "0", "0", "WITHSCORES"});
-  if (!r || r->is_error()) {
-    return Unexpected(r ? redis_error(*r) : r.error());
-  }
-  return r->elements.size() == 2 ? to_int(r->elements[1].str) : 0;
+  return indexes_up_to(redis_, inflight_key(id), older_than_ms, count);
 }
 
 Result<std::vector<Applied>> Store::apply(const std::vector<Transition>& ts) {

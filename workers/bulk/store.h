@@ -128,8 +128,6 @@ class Store {
   Result<int64_t> waiting(const std::string& id);
   // Released before older_than_ms and still without a result.
   Result<std::vector<size_t>> stale(const std::string& id, int64_t older_than_ms, size_t count);
-  // The earliest time something in bulk:later comes due (0: nothing waits).
-  Result<int64_t> next_due(const std::string& id);
 
   Result<std::vector<Applied>> apply(const std::vector<Transition>& ts);
   Result<std::map<size_t, RecipientStatus>> statuses(const std::string& id, size_t from,
