@@ -536,6 +536,41 @@ Result<std::vector<Recipient>> Store::recipients(const std::string& id, size_t f
   return out;
 }
 
+Result<std::map<size_t, std::pair<Recipient, RecipientStatus>>> Store::at(
+    const std::string& id, const std::vector<size_t>& indexes) {
+  std::map<size_t, std::pair<Recipient, RecipientStatus>> out;
+  if (indexes.empty()) {
+    return out;
+  }
+  std::vector<redis::Command> cmds;
+  for (size_t index : indexes) {
+    cmds.push_back({"LINDEX", rcpt_key(id), std::to_string(index)});
+    cmds.push_back({"HGET", st_key(id), std::to_string(index)});
+  }
+  auto r = redis_.pipeline(cmds);
+  if (!r) {
+    return Unexpected(r.error());
+  }
+  for (size_t k = 0; k < indexes.size(); ++k) {
+    const auto& rec = (*r)[2 * k];
+    const auto& st = (*r)[2 * k + 1];
+    if (rec.is_error() || st.is_error()) {
+      return Unexpected(redis_error(rec.is_error() ? rec : st));
+    }
+    if (rec.type != redis::Reply::Type::kString) {
+      continue;
+    }
+    auto recipient = Recipient::from_json(json::parse(rec.str));
+    if (!recipient) {
+      return Unexpected(Error::permanent("job " + id + ": " + recipient.error()));
+    }
+    out[indexes[k]] = {std::move(*recipient), st.type == redis::Reply::Type::kString
+                                                  ? RecipientStatus::from_json(json::parse(st.str))
+                                                  : RecipientStatus{}};
+  }
+  return out;
+}
+
 Result<std::vector<size_t>> Store::due(const std::string& id, int64_t now_ms, size_t count) {
   return indexes_up_to(redis_, later_key(id), now_ms, count);
 }

@@ -122,6 +122,10 @@ class Store {
   Status hold(const std::string& id, const std::string& why, int64_t ttl_ms);
 
   Result<std::vector<Recipient>> recipients(const std::string& id, size_t from, size_t count);
+  // Recipients and statuses at scattered indexes (due, stale), in one round trip; a missing
+  // index is left out.
+  Result<std::map<size_t, std::pair<Recipient, RecipientStatus>>> at(const std::string& id,
+                                                                     const std::vector<size_t>& indexes);
   // Indexes due in bulk:later (up to count, earliest first).
   Result<std::vector<size_t>> due(const std::string& id, int64_t now_ms, size_t count);
   Result<int64_t> in_flight(const std::string& id);

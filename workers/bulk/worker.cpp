@@ -785,24 +785,20 @@ class BulkCore : public worker::Core {
       return maybe_complete(store, j, now);
     }
     // Recipients and statuses of the ones not read with the cursor.
+    std::vector<size_t> scattered;
+    for (const auto& cd : cands) {
+      if (!cd.from_cursor) {
+        scattered.push_back(cd.index);
+      }
+    }
+    auto found = store.at(id, scattered);
+    if (!found) {
+      return Unexpected(found.error());
+    }
     for (auto& cd : cands) {
-      if (cd.from_cursor) {
-        continue;
-      }
-      auto rs = store.recipients(id, cd.index, 1);
-      if (!rs) {
-        return Unexpected(rs.error());
-      }
-      if (rs->empty()) {
-        continue;
-      }
-      cd.recipient = std::move((*rs)[0]);
-      auto sts = store.statuses(id, cd.index, 1);
-      if (!sts) {
-        return Unexpected(sts.error());
-      }
-      if (auto it = sts->find(cd.index); it != sts->end()) {
-        cd.status = it->second;
+      if (auto it = found->find(cd.index); !cd.from_cursor && it != found->end()) {
+        cd.recipient = it->second.first;
+        cd.status = it->second.second;
       }
     }
     std::vector<std::string> who;
@@ -903,16 +899,18 @@ class BulkCore : public worker::Core {
     released_.Increment(static_cast<double>(std::count(ok.begin(), ok.end(), 1)));
     // The cursor moves over every recipient read from it (each now has a status), up to the
     // first one whose produce failed.
+    std::set<const Candidate*> not_produced;
+    for (size_t k = 0; k < to_send.size(); ++k) {
+      if (ok[k] == 0) {
+        not_produced.insert(to_send[k]);
+      }
+    }
     int64_t cursor = j.cursor;
     for (const auto& cd : cands) {
       if (!cd.from_cursor) {
         continue;
       }
-      bool failed_produce = false;
-      for (size_t k = 0; k < to_send.size(); ++k) {
-        failed_produce = failed_produce || (to_send[k] == &cd && ok[k] == 0);
-      }
-      if (failed_produce) {
+      if (not_produced.count(&cd) != 0) {
         break;
       }
       cursor = static_cast<int64_t>(cd.index) + 1;

@@ -382,7 +382,7 @@ bool bulk_parsed(const BulkArgs& a) {
   return false;
 }
 
-int run_bulk(const BulkArgs& a, const std::string& brokers, const kafka::ClientConfig&) {
+int run_bulk(const BulkArgs& a, const std::string& brokers) {
   auto opts = redis::parse_url(a.redis_url);
   if (!opts) {
     std::cerr << "wafleet bulk: WAFLEET_REDIS_URL: " << opts.error().message << "\n";

@@ -8,7 +8,6 @@
 
 #include <CLI/CLI.hpp>
 
-#include "common/kafka.h"
 
 namespace wafleet::cli {
 
@@ -43,6 +42,6 @@ struct BulkArgs {
 void add_bulk_commands(CLI::App& app, BulkArgs& a);
 bool bulk_parsed(const BulkArgs& a);
 // brokers: needed by create (not --dry-run) and the commands.
-int run_bulk(const BulkArgs& a, const std::string& brokers, const kafka::ClientConfig& kc);
+int run_bulk(const BulkArgs& a, const std::string& brokers);
 
 }  // namespace wafleet::cli

@@ -174,9 +174,7 @@ int main(int argc, char** argv) {
     return cli::run_conversation(conversation_args, brokers_from(brokers, bootstrap_file));
   }
   if (cli::bulk_parsed(bulk_args)) {
-    return cli::run_bulk(bulk_args, brokers_from(brokers, bootstrap_file),
-                         kafka::ClientConfig{brokers_from(brokers, bootstrap_file), "wafleet-cli",
-                                             kafka_props_from_env()});
+    return cli::run_bulk(bulk_args, brokers_from(brokers, bootstrap_file));
   }
   if (show->parsed()) {
     std::cout << topics::catalogue_json();
