@@ -1,5 +1,8 @@
 #include "common/kafka.h"
 
+#include <algorithm>
+#include <map>
+
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
@@ -368,6 +371,44 @@ Consumer::~Consumer() {
     close();
   }
   rd_kafka_destroy_flags(rk_, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+Status poll_batch(Consumer& consumer, std::vector<Record>& out, size_t max,
+                  std::chrono::milliseconds first_wait, std::chrono::milliseconds fill) {
+  const size_t start = out.size();
+  auto first = consumer.poll(first_wait);
+  if (!first) {
+    return Unexpected(first.error());
+  }
+  if (!*first) {
+    return {};
+  }
+  out.push_back(std::move(**first));
+  const auto deadline = std::chrono::steady_clock::now() + fill;
+  while (out.size() - start < max) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    auto more = consumer.poll(std::max(left, std::chrono::milliseconds(0)));
+    if (!more) {
+      return Unexpected(more.error());
+    }
+    if (!*more) {
+      break;
+    }
+    out.push_back(std::move(**more));
+  }
+  return {};
+}
+
+void store_batch_offsets(Consumer& consumer, const std::vector<Record>& records) {
+  std::map<std::pair<std::string, int32_t>, int64_t> next;
+  for (const auto& r : records) {
+    auto& n = next[{r.topic, r.partition}];
+    n = std::max(n, r.offset + 1);
+  }
+  for (const auto& [tp, off] : next) {
+    (void)consumer.store_offset(tp.first, tp.second, off);
+  }
 }
 
 Result<std::optional<Record>> Consumer::poll(std::chrono::milliseconds timeout) {

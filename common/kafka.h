@@ -159,6 +159,16 @@ class Consumer {
   std::unique_ptr<struct RebalanceBridge> bridge_;
 };
 
+// Appends up to max records to out: waits up to first_wait for the first, then takes what is
+// already fetched, waiting up to fill in all for more (fill 0: only what is at hand). For
+// workers that apply records in batches (bulk, store).
+Status poll_batch(Consumer& consumer, std::vector<Record>& out, size_t max,
+                  std::chrono::milliseconds first_wait, std::chrono::milliseconds fill);
+
+// Stores, per partition, the offset after the last of these records (a revoked partition's
+// is refused and left to its next owner, which reads those records again).
+void store_batch_offsets(Consumer& consumer, const std::vector<Record>& records);
+
 // Reads a topic as it stands: every partition from its first record to its high watermark at
 // the start (records produced meanwhile are not read), in offset order per partition, with no
 // consumer group and nothing committed. on_record returns false to stop early. For inspection

@@ -189,6 +189,47 @@ RedisServer::~RedisServer() {
   std::filesystem::remove_all(dir_, ec);
 }
 
+PostgresServer::PostgresServer() {
+  dir_ = temp_dir("wafleet-pg");
+  port_ = free_port();
+  start();
+}
+
+PostgresServer::~PostgresServer() {
+  stop();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+void PostgresServer::start() {
+  std::string out;
+  const int rc = run_command(std::string(WAFLEET_SOURCE_DIR) + "/scripts/postgres start " + dir_ +
+                                 "/data " + std::to_string(port_) + " --fast",
+                             out);
+  if (rc != 0) {
+    ADD_FAILURE() << "PostgreSQL did not start: " << out;
+  }
+}
+
+void PostgresServer::stop() {
+  std::string out;
+  (void)run_command(std::string(WAFLEET_SOURCE_DIR) + "/scripts/postgres stop " + dir_ + "/data", out);
+}
+
+std::string PostgresServer::url(const std::string& database) const {
+  return "postgresql://wafleet@127.0.0.1:" + std::to_string(port_) + "/" + database;
+}
+
+std::string PostgresServer::fresh_database(const std::string& name) {
+  std::string out;
+  const std::string psql = "psql -qAt -v ON_ERROR_STOP=1 '" + url("postgres") + "' -c ";
+  if (run_command(psql + "'DROP DATABASE IF EXISTS " + name + " WITH (FORCE)'", out) != 0 ||
+      run_command(psql + "'CREATE DATABASE " + name + "'", out) != 0) {
+    ADD_FAILURE() << "cannot create database " << name << ": " << out;
+  }
+  return url(name);
+}
+
 redis::Options RedisServer::options() const {
   redis::Options o;
   o.port = port_;

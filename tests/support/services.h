@@ -65,6 +65,25 @@ class RedisServer {
   std::unique_ptr<Process> process_;
 };
 
+// A PostgreSQL cluster of its own (scripts/postgres: initdb + pg_ctl, fsync off), one per
+// test binary that needs it; each test takes a fresh database from it.
+class PostgresServer {
+ public:
+  PostgresServer();  // starts it on a free port (about 1.5 s)
+  ~PostgresServer();
+  uint16_t port() const { return port_; }
+  // postgresql://wafleet@127.0.0.1:<port>/<database>
+  std::string url(const std::string& database = "wafleet") const;
+  // Creates an empty database (dropping one of that name) and returns its URL.
+  std::string fresh_database(const std::string& name);
+  void stop();
+  void start();
+
+ private:
+  uint16_t port_ = 0;
+  std::string dir_;
+};
+
 // The Kafka the tests talk to. mock() is null when it is Apache Kafka.
 struct KafkaEnv {
   std::string brokers;

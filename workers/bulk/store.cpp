@@ -76,12 +76,20 @@ if op == 'reopen' then
   redis.call('ZADD', KEYS[4], tonumber(ARGV[8]), idx)
   return {1, old, 'waiting', rec.a, 0, 0}
 end
-if final[old] then return stale() end
+-- A recipient that is done must leave both sets, or a job could wait for it forever.
+if final[old] then
+  redis.call('ZREM', KEYS[3], idx)
+  redis.call('ZREM', KEYS[4], idx)
+  return stale()
+end
 if att ~= 0 and att ~= rec.a then return stale() end
 local outcome = nil
 local new = old
 if op == 'release' then
-  if rank[old] >= 2 then return stale() end
+  if rank[old] >= 2 then
+    redis.call('ZREM', KEYS[4], idx)
+    return stale()
+  end
   new = 'sending'
   redis.call('ZADD', KEYS[3], now, idx)
   redis.call('ZREM', KEYS[4], idx)
@@ -91,6 +99,8 @@ elseif op == 'sent' or op == 'delivered' or op == 'read' then
   if rec[op] == nil then rec[op] = now end
   if op == 'sent' and rank[old] < 2 then outcome = 0 end
   redis.call('ZREM', KEYS[3], idx)
+  -- Sent under a copy released earlier while a held copy had it waiting: it waits no more.
+  redis.call('ZREM', KEYS[4], idx)
 elseif op == 'defer' then
   if rank[old] >= 2 then return stale() end
   new = 'waiting'
@@ -578,6 +588,21 @@ Result<std::vector<size_t>> Store::due(const std::string& id, int64_t now_ms, si
 Result<int64_t> Store::in_flight(const std::string& id) { return cardinality(redis_, inflight_key(id)); }
 
 Result<int64_t> Store::waiting(const std::string& id) { return cardinality(redis_, later_key(id)); }
+
+Status Store::drop_waiting(const std::string& id, const std::vector<size_t>& indexes) {
+  if (indexes.empty()) {
+    return {};
+  }
+  std::vector<std::string> cmd = {"ZREM", later_key(id)};
+  for (size_t i : indexes) {
+    cmd.push_back(std::to_string(i));
+  }
+  auto r = redis_.command(cmd);
+  if (!r || r->is_error()) {
+    return Unexpected(r ? redis_error(*r) : r.error());
+  }
+  return {};
+}
 
 Result<std::vector<size_t>> Store::stale(const std::string& id, int64_t older_than_ms, size_t count) {
   return indexes_up_to(redis_, inflight_key(id), older_than_ms, count);

@@ -130,6 +130,8 @@ class Store {
   Result<std::vector<size_t>> due(const std::string& id, int64_t now_ms, size_t count);
   Result<int64_t> in_flight(const std::string& id);
   Result<int64_t> waiting(const std::string& id);
+  // Takes indexes out of bulk:later (recipients found done when they fell due).
+  Status drop_waiting(const std::string& id, const std::vector<size_t>& indexes);
   // Released before older_than_ms and still without a result.
   Result<std::vector<size_t>> stale(const std::string& id, int64_t older_than_ms, size_t count);
 

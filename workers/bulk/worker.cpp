@@ -175,23 +175,13 @@ class BulkCore : public worker::Core {
     std::vector<kafka::Record> batch;
     while (!ctx.stopping()) {
       batch.clear();
-      auto first = consumer.poll(std::chrono::milliseconds(100));
-      if (!first) {
-        return Unexpected(Error::fatal("consumer: " + first.error().message));
+      if (auto st = kafka::poll_batch(consumer, batch, 500, std::chrono::milliseconds(100),
+                                      std::chrono::milliseconds(0));
+          !st) {
+        return Unexpected(Error::fatal("consumer: " + st.error().message));
       }
-      if (!*first) {
+      if (batch.empty()) {
         continue;
-      }
-      batch.push_back(std::move(**first));
-      while (batch.size() < 500) {
-        auto more = consumer.poll(std::chrono::milliseconds(0));
-        if (!more) {
-          return Unexpected(Error::fatal("consumer: " + more.error().message));
-        }
-        if (!*more) {
-          break;
-        }
-        batch.push_back(std::move(**more));
       }
       // Redis down: keep the batch and try again (offsets are not stored until it worked).
       for (int attempt = 0;; ++attempt) {
@@ -205,14 +195,7 @@ class BulkCore : public worker::Core {
         log::warn("bulk.apply_failed", {{"error", st.error().message}, {"attempt", attempt + 1}});
         std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 100 << std::min(attempt, 5))));
       }
-      std::map<std::pair<std::string, int32_t>, int64_t> next;
-      for (const auto& r : batch) {
-        auto& n = next[{r.topic, r.partition}];
-        n = std::max(n, r.offset + 1);
-      }
-      for (const auto& [tp, off] : next) {
-        (void)consumer.store_offset(tp.first, tp.second, off);
-      }
+      kafka::store_batch_offsets(consumer, batch);
     }
     return {};
   }
@@ -818,11 +801,15 @@ class BulkCore : public worker::Core {
     std::vector<Transition> decided;
     std::vector<const Candidate*> to_send;
     std::vector<const Candidate*> need_budget;
+    std::vector<size_t> done_but_due;
     for (size_t k = 0; k < cands.size(); ++k) {
       const auto& cd = cands[k];
       if (cd.recipient.identity().empty() || final_phase(cd.status.status) ||
           cd.status.status == Phase::kSent || cd.status.status == Phase::kDelivered ||
           cd.status.status == Phase::kRead) {
+        if (!cd.from_cursor) {
+          done_but_due.push_back(cd.index);
+        }
         continue;
       }
       if ((*opted)[k]) {
@@ -839,6 +826,9 @@ class BulkCore : public worker::Core {
         }
       }
       need_budget.push_back(&cd);
+    }
+    if (auto st = store.drop_waiting(id, done_but_due); !st) {
+      return st;
     }
     std::vector<std::string> people;
     for (const auto* cd : need_budget) {

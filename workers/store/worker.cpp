@@ -1,0 +1,322 @@
+#include "workers/store/worker.h"
+
+#include <algorithm>
+#include <thread>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+
+#include "common/clock.h"
+#include "common/consumer_loop.h"
+#include "common/log.h"
+#include "common/pg.h"
+#include "topics/topics.h"
+#include "workers/store/db.h"
+#include "workers/store/record.h"
+
+namespace wafleet::store {
+
+namespace {
+
+std::vector<config::Option> own_options() {
+  return {
+      {"database-url", "", "PostgreSQL connection URL (postgresql://user:password@host:port/db)", true,
+       true},
+      {"batch-max", "2000", "records written per transaction, at most"},
+      {"batch-ms", "50", "the longest a record waits for its batch to fill"},
+      {"retention-days", "30", "day partitions older than this are dropped (messages, statuses, media, turns, handoffs)"},
+      {"sweep-interval-s", "3600", "how often old partitions are dropped"},
+      {"topics",
+       "wa.inbound,wa.status,wa.media,wa.turns,wa.outbound,wa.outbound.results,wa.handoffs",
+       "topics read into the record"},
+  };
+}
+
+constexpr int64_t kDayMs = 24LL * 3600 * 1000;
+
+class StoreCore : public worker::Core {
+ public:
+  StoreCore(worker::Context& ctx, WorkerConfig c)
+      : ctx_(ctx),
+        c_(std::move(c)),
+        records_(prometheus::BuildCounter()
+                     .Name("wafleet_store_records_total")
+                     .Help("records read, by topic and outcome (stored, expired, ignored, dead_lettered)")
+                     .Register(ctx.metrics())),
+        rows_(prometheus::BuildCounter()
+                  .Name("wafleet_store_rows_total")
+                  .Help("rows written (before conflicts), by table")
+                  .Register(ctx.metrics())),
+        batches_(prometheus::BuildHistogram()
+                     .Name("wafleet_store_batch_seconds")
+                     .Help("time to write one batch (one transaction)")
+                     .Register(ctx.metrics())
+                     .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                                      0.05, 0.1, 0.25, 0.5, 1, 2.5})),
+        errors_(prometheus::BuildCounter()
+                    .Name("wafleet_store_write_errors_total")
+                    .Help("failed batch writes, by error class (transient ones are retried)")
+                    .Register(ctx.metrics())),
+        dropped_(prometheus::BuildCounter()
+                     .Name("wafleet_store_partitions_dropped_total")
+                     .Help("day partitions dropped past the retention")
+                     .Register(ctx.metrics())
+                     .Add({})),
+        connected_(prometheus::BuildGauge()
+                       .Name("wafleet_store_database_up")
+                       .Help("1 while the last database round trip worked")
+                       .Register(ctx.metrics())
+                       .Add({})) {}
+
+  Probe ready() override {
+    if (!up_.load()) {
+      return {false, "postgres: not connected"};
+    }
+    return {};
+  }
+
+  Status run(worker::Context& ctx) override {
+    if (auto st = connect(); !st) {
+      return st;
+    }
+    Database db(*conn_);
+    int64_t next_sweep = 0;
+    std::vector<kafka::Record> records;
+    while (!ctx.stopping()) {
+      records.clear();
+      auto polled = kafka::poll_batch(ctx.consumer(), records, static_cast<size_t>(c_.batch_max),
+                                      std::chrono::milliseconds(100),
+                                      std::chrono::milliseconds(c_.batch_ms));
+      if (!polled) {
+        return Unexpected(Error::fatal("consumer: " + polled.error().message));
+      }
+      if (!records.empty()) {
+        if (auto st = store(db, records); !st) {
+          if (st.error().kind == ErrorKind::kFatal) {
+            return st;
+          }
+          return {};  // stopping while the database was down: nothing stored, re-read later
+        }
+      }
+      if (wall_clock_ms() >= next_sweep) {
+        sweep(db);
+        next_sweep = wall_clock_ms() + c_.sweep_interval_s * 1000;
+      }
+    }
+    return {};
+  }
+
+ private:
+  Status connect() {
+    pg::Options o;
+    o.url = c_.database_url;
+    o.application_name = "wafleet-store";
+    for (int attempt = 0; !ctx_.stopping(); ++attempt) {
+      auto conn = pg::Connection::connect(o);
+      if (conn) {
+        auto applied = migrate(**conn);
+        if (applied) {
+          conn_ = std::move(conn).value();
+          up_ = true;
+          connected_.Set(1);
+          log::info("store.database_ready", {{"database", pg::redact_url(c_.database_url)},
+                                             {"migrations_applied", applied->size()},
+                                             {"schema_version", migrations().back().version}});
+          return {};
+        }
+        if (applied.error().kind != ErrorKind::kTransient) {
+          return Unexpected(Error::fatal(applied.error().message));
+        }
+        log::warn("store.migrate_failed", {{"error", applied.error().message}, {"attempt", attempt + 1}});
+      } else {
+        log::warn("store.connect_failed", {{"error", conn.error().message}, {"attempt", attempt + 1}});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 200 << std::min(attempt, 5))));
+    }
+    return Unexpected(Error::transient("stopping before the database answered"));
+  }
+
+  // Builds the batch (dead-lettering records that are not what their topic says), writes it,
+  // then stores the offsets. A transient failure is retried until it works or the worker stops;
+  // any other failure of the whole batch is narrowed down record by record.
+  Status store(Database& db, const std::vector<kafka::Record>& records) {
+    Batch batch;
+    const Rules rules = current_rules();
+    std::vector<std::string> outcome(records.size(), "stored");
+    for (size_t i = 0; i < records.size(); ++i) {
+      const int64_t expired = batch.expired;
+      const int64_t ignored = batch.ignored;
+      auto st = add(records[i], rules, batch);
+      if (!st) {
+        if (auto d = dead_letter(records[i], st.error()); !d) {
+          return d;
+        }
+        outcome[i] = "dead_lettered";
+      } else if (batch.expired > expired) {
+        outcome[i] = "expired";
+      } else if (batch.ignored > ignored) {
+        outcome[i] = "ignored";
+      }
+    }
+    auto st = write_with_retry(db, batch);
+    if (!st && st.error().kind != ErrorKind::kTransient && st.error().kind != ErrorKind::kFatal) {
+      // One record the database refuses (a NUL in a text, say) must not hold the others.
+      for (size_t i = 0; i < records.size(); ++i) {
+        if (outcome[i] != "stored") {
+          continue;
+        }
+        Batch one;
+        (void)add(records[i], rules, one);
+        auto s1 = write_with_retry(db, one);
+        if (!s1 && s1.error().kind != ErrorKind::kTransient && s1.error().kind != ErrorKind::kFatal) {
+          if (auto d = dead_letter(records[i], s1.error()); !d) {
+            return d;
+          }
+          outcome[i] = "dead_lettered";
+        } else if (!s1) {
+          return s1;
+        }
+      }
+    } else if (!st) {
+      return st;
+    } else {
+      for (const auto& [t, rows] : batch.tables) {
+        rows_.Add({{"table", table_name(t)}}).Increment(static_cast<double>(rows.count));
+      }
+    }
+    for (size_t i = 0; i < records.size(); ++i) {
+      records_.Add({{"topic", records[i].topic}, {"outcome", outcome[i]}}).Increment();
+    }
+    kafka::store_batch_offsets(ctx_.consumer(), records);
+    return {};
+  }
+
+  Status write_with_retry(Database& db, const Batch& batch) {
+    for (int attempt = 0;; ++attempt) {
+      const auto t0 = std::chrono::steady_clock::now();
+      auto st = db.write(batch);
+      if (st) {
+        batches_.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        if (!up_.exchange(true)) {
+          connected_.Set(1);
+          log::info("store.database_back", {{"attempts", attempt + 1}});
+        }
+        return {};
+      }
+      errors_.Add({{"class", to_string(st.error().kind)}}).Increment();
+      if (st.error().kind != ErrorKind::kTransient) {
+        return st;
+      }
+      if (up_.exchange(false)) {
+        connected_.Set(0);
+      }
+      log::warn("store.write_failed", {{"error", st.error().message}, {"attempt", attempt + 1}});
+      if (ctx_.stopping()) {
+        return st;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5000, 100 << std::min(attempt, 5))));
+      (void)conn_->reset();
+    }
+  }
+
+  Status dead_letter(const kafka::Record& r, const Error& e) {
+    auto lo = ctx_.loop_options();
+    auto st = kafka::produce_dead_letter(ctx_.producer(), lo, r, e, 1, wall_clock_ms(), "store");
+    if (!st) {
+      return Unexpected(Error::fatal("dead letter not written: " + st.error().message));
+    }
+    log::warn("record.dead_lettered", {{"topic", r.topic}, {"partition", r.partition},
+                                        {"offset", r.offset}, {"reason", e.message}});
+    return {};
+  }
+
+  void sweep(Database& db) {
+    const std::string oldest = day_of(wall_clock_ms() - c_.retention_days * kDayMs);
+    auto dropped = db.drop_before(oldest);
+    if (!dropped) {
+      log::warn("store.sweep_failed", {{"error", dropped.error().message}});
+      return;
+    }
+    if (!dropped->empty()) {
+      dropped_.Increment(static_cast<double>(dropped->size()));
+      log::info("store.partitions_dropped", {{"before", oldest}, {"count", dropped->size()}});
+    }
+  }
+
+  Rules current_rules() const {
+    Rules r;
+    r.now_ms = wall_clock_ms();
+    r.retention_ms = c_.retention_days * kDayMs;
+    return r;
+  }
+
+  worker::Context& ctx_;
+  WorkerConfig c_;
+  std::unique_ptr<pg::Connection> conn_;
+  std::atomic<bool> up_{false};
+  prometheus::Family<prometheus::Counter>& records_;
+  prometheus::Family<prometheus::Counter>& rows_;
+  prometheus::Histogram& batches_;
+  prometheus::Family<prometheus::Counter>& errors_;
+  prometheus::Counter& dropped_;
+  prometheus::Gauge& connected_;
+};
+
+}  // namespace
+
+WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& errors) {
+  WorkerConfig c;
+  c.database_url = s.get("database-url");
+  if (!c.database_url.empty() && c.database_url.rfind("postgresql://", 0) != 0 &&
+      c.database_url.rfind("postgres://", 0) != 0) {
+    errors.push_back("WAFLEET_DATABASE_URL: must start with postgresql://");
+  }
+  c.batch_max = static_cast<int>(s.get_int("batch-max", errors));
+  if (c.batch_max < 1 || c.batch_max > 100000) {
+    errors.push_back("WAFLEET_BATCH_MAX: between 1 and 100000");
+  }
+  c.batch_ms = s.get_int("batch-ms", errors);
+  if (c.batch_ms < 0 || c.batch_ms > 10000) {
+    errors.push_back("WAFLEET_BATCH_MS: between 0 and 10000");
+  }
+  c.retention_days = s.get_int("retention-days", errors);
+  if (c.retention_days < 1) {
+    errors.push_back("WAFLEET_RETENTION_DAYS: at least 1");
+  }
+  c.sweep_interval_s = s.get_int("sweep-interval-s", errors);
+  if (c.sweep_interval_s < 1) {
+    errors.push_back("WAFLEET_SWEEP_INTERVAL_S: at least 1");
+  }
+  c.topics = worker::split_list(s.get("topics"));
+  for (const auto& t : c.topics) {
+    if (!topics::find(t)) {
+      errors.push_back("WAFLEET_TOPICS: '" + t + "' is not in the topic catalogue");
+    }
+  }
+  if (c.topics.empty()) {
+    errors.push_back("WAFLEET_TOPICS: at least one topic");
+  }
+  return c;
+}
+
+static worker::Plan make_plan(const config::Settings& s, std::vector<std::string>& errors) {
+  const WorkerConfig c = parse_config(s, errors);
+  worker::Plan plan;
+  plan.wiring.consumes = c.topics;
+  plan.wiring.produces = {topics::kDlq};
+  plan.wiring.redis = false;
+  plan.wiring.fetch_wait_max_ms = 50;
+  // A database outage holds the loop in its retries: it polls again within the longest backoff.
+  plan.wiring.max_poll_gap = std::chrono::seconds(300);
+  plan.wiring.consumer_properties = {{"max.poll.interval.ms", "600000"}};
+  plan.started = {{"database", pg::redact_url(c.database_url)},
+                  {"batch_max", c.batch_max},
+                  {"retention_days", c.retention_days}};
+  plan.build = worker::build<StoreCore>(c);
+  return plan;
+}
+
+worker::Spec spec() { return {"store", "wafleet-store", own_options(), make_plan}; }
+
+}  // namespace wafleet::store
