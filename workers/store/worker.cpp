@@ -1,6 +1,9 @@
 #include "workers/store/worker.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include <prometheus/counter.h>
@@ -23,8 +26,8 @@ std::vector<config::Option> own_options() {
   return {
       {"database-url", "", "PostgreSQL connection URL (postgresql://user:password@host:port/db)", true,
        true},
-      {"batch-max", "2000", "records written per transaction, at most"},
-      {"batch-ms", "50", "the longest a record waits for its batch to fill"},
+      {"batch-max", "5000", "records written per transaction, at most"},
+      {"batch-ms", "100", "the longest a record waits for its batch to fill"},
       {"retention-days", "30", "day partitions older than this are dropped (messages, statuses, media, turns, handoffs)"},
       {"sweep-interval-s", "3600", "how often old partitions are dropped"},
       {"topics",
@@ -76,27 +79,87 @@ class StoreCore : public worker::Core {
     return {};
   }
 
+  // Two threads, so that parsing the next batch overlaps writing this one: this one polls and
+  // builds batches; the writer writes them in order, one at a time, and stores their offsets.
   Status run(worker::Context& ctx) override {
     if (auto st = connect(); !st) {
       return st;
     }
-    Database db(*conn_);
-    int64_t next_sweep = 0;
-    std::vector<kafka::Record> records;
+    std::thread writer([this] { write_loop(); });
+    Status result;
     while (!ctx.stopping()) {
-      records.clear();
-      auto polled = kafka::poll_batch(ctx.consumer(), records, static_cast<size_t>(c_.batch_max),
+      Pending next;
+      auto polled = kafka::poll_batch(ctx.consumer(), next.records, static_cast<size_t>(c_.batch_max),
                                       std::chrono::milliseconds(100),
                                       std::chrono::milliseconds(c_.batch_ms));
       if (!polled) {
-        return Unexpected(Error::fatal("consumer: " + polled.error().message));
+        result = Unexpected(Error::fatal("consumer: " + polled.error().message));
+        break;
       }
-      if (!records.empty()) {
-        if (auto st = store(db, records); !st) {
+      if (next.records.empty()) {
+        continue;
+      }
+      if (auto st = prepare(next); !st) {
+        result = st;
+        break;
+      }
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !queued_ || done_; });
+      if (done_) {
+        break;
+      }
+      queued_ = std::move(next);
+      cv_.notify_all();
+    }
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+      cv_.notify_all();
+    }
+    writer.join();
+    if (!result) {
+      return result;
+    }
+    return writer_result_;
+  }
+
+ private:
+  struct Pending {
+    std::vector<kafka::Record> records;
+    Batch batch;
+    Rules rules;
+    std::vector<std::string> outcome;
+  };
+
+  // The writer: batches in the order they were read; a fatal error stops the worker; a
+  // transient one while stopping leaves the batch unstored (it is read again).
+  void write_loop() {
+    Database db(*conn_);
+    int64_t next_sweep = 0;
+    while (true) {
+      std::optional<Pending> job;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return queued_ || done_; });
+        if (queued_) {
+          job = std::move(queued_);
+          queued_.reset();
+          cv_.notify_all();
+        } else if (done_) {
+          return;
+        }
+      }
+      if (job) {
+        auto st = commit(db, *job);
+        if (!st) {
           if (st.error().kind == ErrorKind::kFatal) {
-            return st;
+            writer_result_ = st;
+            ctx_.request_stop();
           }
-          return {};  // stopping while the database was down: nothing stored, re-read later
+          std::lock_guard lock(mu_);
+          done_ = true;  // nothing after this batch may be stored before it
+          cv_.notify_all();
+          return;
         }
       }
       if (wall_clock_ms() >= next_sweep) {
@@ -104,10 +167,8 @@ class StoreCore : public worker::Core {
         next_sweep = wall_clock_ms() + c_.sweep_interval_s * 1000;
       }
     }
-    return {};
   }
 
- private:
   Status connect() {
     pg::Options o;
     o.url = c_.database_url;
@@ -137,43 +198,46 @@ class StoreCore : public worker::Core {
     return Unexpected(Error::transient("stopping before the database answered"));
   }
 
-  // Builds the batch (dead-lettering records that are not what their topic says), writes it,
-  // then stores the offsets. A transient failure is retried until it works or the worker stops;
-  // any other failure of the whole batch is narrowed down record by record.
-  Status store(Database& db, const std::vector<kafka::Record>& records) {
-    Batch batch;
-    const Rules rules = current_rules();
-    std::vector<std::string> outcome(records.size(), "stored");
-    for (size_t i = 0; i < records.size(); ++i) {
-      const int64_t expired = batch.expired;
-      const int64_t ignored = batch.ignored;
-      auto st = add(records[i], rules, batch);
+  // Builds the batch, dead-lettering records that are not what their topic says.
+  Status prepare(Pending& p) {
+    p.rules = current_rules();
+    p.outcome.assign(p.records.size(), "stored");
+    for (size_t i = 0; i < p.records.size(); ++i) {
+      const int64_t expired = p.batch.expired;
+      const int64_t ignored = p.batch.ignored;
+      auto st = add(p.records[i], p.rules, p.batch);
       if (!st) {
-        if (auto d = dead_letter(records[i], st.error()); !d) {
+        if (auto d = dead_letter(p.records[i], st.error()); !d) {
           return d;
         }
-        outcome[i] = "dead_lettered";
-      } else if (batch.expired > expired) {
-        outcome[i] = "expired";
-      } else if (batch.ignored > ignored) {
-        outcome[i] = "ignored";
+        p.outcome[i] = "dead_lettered";
+      } else if (p.batch.expired > expired) {
+        p.outcome[i] = "expired";
+      } else if (p.batch.ignored > ignored) {
+        p.outcome[i] = "ignored";
       }
     }
-    auto st = write_with_retry(db, batch);
+    return {};
+  }
+
+  // Writes the batch, then stores the offsets. A transient failure is retried until it works or
+  // the worker stops; any other failure of the whole batch is narrowed down record by record.
+  Status commit(Database& db, Pending& p) {
+    auto st = write_with_retry(db, p.batch);
     if (!st && st.error().kind != ErrorKind::kTransient && st.error().kind != ErrorKind::kFatal) {
       // One record the database refuses (a NUL in a text, say) must not hold the others.
-      for (size_t i = 0; i < records.size(); ++i) {
-        if (outcome[i] != "stored") {
+      for (size_t i = 0; i < p.records.size(); ++i) {
+        if (p.outcome[i] != "stored") {
           continue;
         }
         Batch one;
-        (void)add(records[i], rules, one);
+        (void)add(p.records[i], p.rules, one);
         auto s1 = write_with_retry(db, one);
         if (!s1 && s1.error().kind != ErrorKind::kTransient && s1.error().kind != ErrorKind::kFatal) {
-          if (auto d = dead_letter(records[i], s1.error()); !d) {
+          if (auto d = dead_letter(p.records[i], s1.error()); !d) {
             return d;
           }
-          outcome[i] = "dead_lettered";
+          p.outcome[i] = "dead_lettered";
         } else if (!s1) {
           return s1;
         }
@@ -181,14 +245,14 @@ class StoreCore : public worker::Core {
     } else if (!st) {
       return st;
     } else {
-      for (const auto& [t, rows] : batch.tables) {
+      for (const auto& [t, rows] : p.batch.tables) {
         rows_.Add({{"table", table_name(t)}}).Increment(static_cast<double>(rows.count));
       }
     }
-    for (size_t i = 0; i < records.size(); ++i) {
-      records_.Add({{"topic", records[i].topic}, {"outcome", outcome[i]}}).Increment();
+    for (size_t i = 0; i < p.records.size(); ++i) {
+      records_.Add({{"topic", p.records[i].topic}, {"outcome", p.outcome[i]}}).Increment();
     }
-    kafka::store_batch_offsets(ctx_.consumer(), records);
+    kafka::store_batch_offsets(ctx_.consumer(), p.records);
     return {};
   }
 
@@ -253,8 +317,13 @@ class StoreCore : public worker::Core {
 
   worker::Context& ctx_;
   WorkerConfig c_;
-  std::unique_ptr<pg::Connection> conn_;
+  std::unique_ptr<pg::Connection> conn_;  // the writer thread's, once connect() returned
   std::atomic<bool> up_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<Pending> queued_;  // the batch read and waiting for the writer
+  bool done_ = false;
+  Status writer_result_;
   prometheus::Family<prometheus::Counter>& records_;
   prometheus::Family<prometheus::Counter>& rows_;
   prometheus::Histogram& batches_;

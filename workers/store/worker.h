@@ -13,8 +13,8 @@ namespace wafleet::store {
 
 struct WorkerConfig {
   std::string database_url;
-  int batch_max = 2000;         // records per transaction
-  int64_t batch_ms = 50;        // the longest a record waits for its batch to fill
+  int batch_max = 5000;         // records per transaction
+  int64_t batch_ms = 100;       // the longest a record waits for its batch to fill
   int64_t retention_days = 30;  // messages, statuses, media rows, turns, handoffs
   int64_t sweep_interval_s = 3600;
   std::vector<std::string> topics;
