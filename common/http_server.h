@@ -55,4 +55,13 @@ Response make_response(const Request& req, unsigned status, std::string body,
                        const std::string& content_type = "text/plain");
 Response make_json_response(const Request& req, unsigned status, const std::string& json);
 
+// 0-15 for a hex digit, -1 for anything else.
+int hex_digit(char c);
+// %XX and '+' decoded (a malformed escape is kept as it is).
+std::string percent_decode(std::string_view s);
+// A query parameter of the request's target by exact name ("hub.mode"); "" when absent.
+std::string query_param(const Request& req, const std::string& name);
+// The target without its query string.
+std::string target_path(const Request& req);
+
 }  // namespace wafleet::http

@@ -81,64 +81,11 @@ struct Receiver::Metrics {
 
 namespace {
 
-std::string path_of(const http::Request& req) {
-  std::string target(req.target());
-  auto q = target.find('?');
-  return q == std::string::npos ? target : target.substr(0, q);
-}
+using http::query_param;
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  if (c >= 'A' && c <= 'F') {
-    return c - 'A' + 10;
-  }
-  return -1;
-}
+std::string path_of(const http::Request& req) { return http::target_path(req); }
 
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
-               hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-// Query parameter by exact (dotted) name: "hub.mode", not "hub_mode".
-std::string query_param(const http::Request& req, const std::string& name) {
-  std::string target(req.target());
-  auto q = target.find('?');
-  if (q == std::string::npos) {
-    return {};
-  }
-  std::string_view rest(target);
-  rest.remove_prefix(q + 1);
-  while (!rest.empty()) {
-    auto amp = rest.find('&');
-    std::string_view pair = rest.substr(0, amp);
-    auto eq = pair.find('=');
-    if (percent_decode(pair.substr(0, eq)) == name) {
-      return eq == std::string_view::npos ? std::string{} : percent_decode(pair.substr(eq + 1));
-    }
-    if (amp == std::string_view::npos) {
-      break;
-    }
-    rest.remove_prefix(amp + 1);
-  }
-  return {};
-}
+using http::hex_digit;
 
 bool content_type_is(const http::Request& req, std::string_view wanted) {
   auto it = req.find(bhttp::field::content_type);
@@ -166,7 +113,7 @@ std::string header(const http::Request& req, std::string_view name) {
 
 bool is_hex(std::string_view s) {
   for (char c : s) {
-    if (hex_value(c) < 0) {
+    if (hex_digit(c) < 0) {
       return false;
     }
   }

@@ -1,0 +1,255 @@
+// wafleet-api's routes over a real PostgreSQL seeded through the store's own writer: pages,
+// cursors, statuses that never go back, message lookup by wamid or request id, sending, API
+// keys, the rate limit and the one error format.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/crypto.h"
+#include "tests/support/services.h"
+#include "topics/topics.h"
+#include "workers/api/api.h"
+#include "workers/store/db.h"
+#include "workers/store/record.h"
+
+namespace wafleet::api {
+namespace {
+
+using Json = nlohmann::json;
+namespace bhttp = boost::beast::http;
+
+test::PostgresServer& server() {
+  static test::PostgresServer s;
+  return s;
+}
+
+const std::string kKey = "test-key-123";
+const int64_t kNow = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count() -
+                     3600;
+
+kafka::Record inbound(const std::string& who, int n) {
+  const std::string wamid = "wamid.in." + who + "." + std::to_string(n);
+  Json raw = {{"from", who}, {"id", wamid}, {"timestamp", std::to_string(kNow + n)}, {"type", "text"},
+              {"text", {{"body", "hello " + std::to_string(n)}}}};
+  Json ev = {{"v", 1}, {"kind", "message"}, {"event_id", "m:111:" + wamid},
+             {"conversation_key", "111:" + who}, {"identity", who}, {"phone_number_id", "111"},
+             {"wa_id", who}, {"profile_name", "Ana"}, {"type", "text"}, {"message_id", wamid},
+             {"timestamp", kNow + n}, {"received_at_ms", (kNow + n) * 1000}, {"source", "meta"}, {"raw", raw}};
+  kafka::Record r;
+  r.topic = topics::kInbound;
+  r.key = "111:" + who;
+  r.value = ev.dump();
+  return r;
+}
+
+kafka::Record status(const std::string& wamid, const std::string& st, int64_t at_s) {
+  Json ev = {{"v", 1}, {"kind", "status"}, {"event_id", "s:111:" + wamid + ":" + st},
+             {"conversation_key", "111:447700900001"}, {"phone_number_id", "111"}, {"type", st},
+             {"message_id", wamid}, {"timestamp", at_s}, {"received_at_ms", at_s * 1000},
+             {"source", "meta"}, {"raw", {{"id", wamid}, {"status", st}}}};
+  kafka::Record r;
+  r.topic = topics::kStatus;
+  r.value = ev.dump();
+  return r;
+}
+
+class ApiRoutes : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string name = std::string("api_") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (auto& c : name) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    pg::Options o;
+    o.url = server().fresh_database(name);
+    auto c = pg::Connection::connect(o);
+    ASSERT_TRUE(c) << c.error().message;
+    conn_ = std::move(c).value();
+    ASSERT_TRUE(store::migrate(*conn_));
+    store::Database db(*conn_);
+    store::Batch b;
+    for (int n = 0; n < 120; ++n) {
+      ASSERT_TRUE(store::add(inbound("447700900001", n), {}, b));
+    }
+    for (int p = 2; p < 7; ++p) {
+      ASSERT_TRUE(store::add(inbound("4477009000" + std::to_string(10 + p), 200 + p), {}, b));
+    }
+    // Our reply to Ana, its result and Meta's statuses, the late delivered last.
+    kafka::Record out;
+    out.topic = topics::kOutbound;
+    out.key = "111:447700900001";
+    out.timestamp_ms = (kNow + 130) * 1000;
+    out.value = Json{{"request_id", "req-1"}, {"phone_number_id", "111"}, {"to", "447700900001"},
+                     {"type", "text"}, {"text", {{"body", "Sorry, Ana"}}}}
+                    .dump();
+    ASSERT_TRUE(store::add(out, {}, b));
+    kafka::Record res;
+    res.topic = topics::kOutboundResults;
+    res.value = Json{{"request_id", "req-1"}, {"idempotency_key", "req-1"}, {"status", "sent"},
+                     {"wamid", "wamid.out.1"}, {"attempts", 1}, {"at_ms", (kNow + 131) * 1000}}
+                    .dump();
+    ASSERT_TRUE(store::add(res, {}, b));
+    ASSERT_TRUE(store::add(status("wamid.out.1", "sent", kNow + 132), {}, b));
+    ASSERT_TRUE(store::add(status("wamid.out.1", "read", kNow + 140), {}, b));
+    ASSERT_TRUE(db.write(b));
+    store::Batch late;
+    ASSERT_TRUE(store::add(status("wamid.out.1", "delivered", kNow + 135), {}, late));
+    ASSERT_TRUE(db.write(late));
+    reader_ = std::make_unique<Reader>(*conn_);
+    api_ = std::make_unique<Api>(std::vector<ApiKey>{{"tests", crypto::sha256_hex(kKey)}}, Limits{5, 5, 4096},
+                                 [this](const std::string& key, const std::string& value) -> Status {
+                                   sent_.emplace_back(key, value);
+                                   return {};
+                                 },
+                                 [this] { return clock_; });
+  }
+
+  http::Response call(bhttp::verb method, const std::string& target, const std::string& body = "",
+                      const std::string& key = kKey) {
+    http::Request req{method, target, 11};
+    if (!key.empty()) {
+      req.set(bhttp::field::authorization, "Bearer " + key);
+    }
+    req.body() = body;
+    req.prepare_payload();
+    clock_ += std::chrono::seconds(1);  // one request a second: under the limit
+    return api_->handle(req, *reader_);
+  }
+
+  static Json body_of(const http::Response& r) { return Json::parse(r.body(), nullptr, false); }
+
+  std::unique_ptr<pg::Connection> conn_;
+  std::unique_ptr<Reader> reader_;
+  std::unique_ptr<Api> api_;
+  std::vector<std::pair<std::string, std::string>> sent_;
+  std::chrono::steady_clock::time_point clock_{};
+};
+
+TEST_F(ApiRoutes, ConversationsComeNewestFirstAndPageByCursor) {
+  auto r = call(bhttp::verb::get, "/v1/conversations?limit=4");
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  auto j = body_of(r);
+  ASSERT_EQ(j["items"].size(), 4u);
+  EXPECT_EQ(j["items"][0]["key"], "111:447700900016");
+  ASSERT_TRUE(j["next_cursor"].is_string());
+  auto r2 = call(bhttp::verb::get, "/v1/conversations?limit=4&cursor=" + j["next_cursor"].get<std::string>());
+  auto j2 = body_of(r2);
+  ASSERT_EQ(j2["items"].size(), 2u);  // 6 conversations in all
+  EXPECT_EQ(j2["items"][1]["key"], "111:447700900001");
+  EXPECT_EQ(j2["items"][1]["last_message"]["body"], "Sorry, Ana");
+  EXPECT_EQ(j2["items"][1]["profile_name"], "Ana");
+  EXPECT_TRUE(j2["next_cursor"].is_null());
+  auto filtered = body_of(call(bhttp::verb::get, "/v1/conversations?phone_number_id=999"));
+  EXPECT_TRUE(filtered["items"].empty());
+}
+
+TEST_F(ApiRoutes, AConversationsMessagesPageThroughBothDirectionsWithTheirStatus) {
+  auto r = call(bhttp::verb::get, "/v1/conversations/111%3A447700900001/messages?limit=50");
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  auto j = body_of(r);
+  ASSERT_EQ(j["items"].size(), 50u);
+  EXPECT_EQ(j["items"][0]["direction"], "out");
+  EXPECT_EQ(j["items"][0]["status"], "read");  // a late delivered never hides read
+  EXPECT_EQ(j["items"][0]["wamid"], "wamid.out.1");
+  EXPECT_EQ(j["items"][0]["statuses"].size(), 3u);
+  size_t total = j["items"].size();
+  std::set<std::string> ids;
+  for (const auto& m : j["items"]) {
+    ids.insert(m["id"]);
+  }
+  while (j["next_cursor"].is_string()) {
+    j = body_of(call(bhttp::verb::get, "/v1/conversations/111:447700900001/messages?limit=50&cursor=" +
+                                           j["next_cursor"].get<std::string>()));
+    total += j["items"].size();
+    for (const auto& m : j["items"]) {
+      ids.insert(m["id"]);
+    }
+  }
+  EXPECT_EQ(total, 121u);
+  EXPECT_EQ(ids.size(), 121u);
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/conversations/111:nobody/messages").result_int(), 404u);
+}
+
+TEST_F(ApiRoutes, AMessageIsFoundByWamidOrRequestId) {
+  auto by_wamid = body_of(call(bhttp::verb::get, "/v1/messages/wamid.out.1"));
+  auto by_request = body_of(call(bhttp::verb::get, "/v1/messages/req-1"));
+  EXPECT_EQ(by_wamid["id"], "req-1");
+  EXPECT_EQ(by_request["status"], "read");
+  EXPECT_EQ(by_request["results"][0]["status"], "sent");
+  auto inbound_one = body_of(call(bhttp::verb::get, "/v1/messages/wamid.in.447700900001.7"));
+  EXPECT_EQ(inbound_one["body"], "hello 7");
+  EXPECT_EQ(inbound_one["message"]["text"]["body"], "hello 7");
+  auto missing = call(bhttp::verb::get, "/v1/messages/wamid.nope");
+  EXPECT_EQ(missing.result_int(), 404u);
+  EXPECT_EQ(body_of(missing)["error"]["code"], "not_found");
+}
+
+TEST_F(ApiRoutes, SendingValidatesLikeTheSenderAndAnswers202WithTheRequestId) {
+  auto ok = call(bhttp::verb::post, "/v1/messages",
+                 R"({"request_id":"api-1","phone_number_id":"111","to":"447700900001","type":"text","text":{"body":"hi"}})");
+  ASSERT_EQ(ok.result_int(), 202u) << ok.body();
+  EXPECT_EQ(body_of(ok)["request_id"], "api-1");
+  ASSERT_EQ(sent_.size(), 1u);
+  EXPECT_EQ(sent_[0].first, "111:447700900001");
+  EXPECT_EQ(Json::parse(sent_[0].second)["wafleet"]["api_key"], "tests");
+  auto too_long = call(bhttp::verb::post, "/v1/messages",
+                       Json{{"phone_number_id", "111"}, {"to", "447700900001"}, {"type", "text"},
+                            {"text", {{"body", std::string(4097, 'a')}}}}
+                           .dump());
+  EXPECT_EQ(too_long.result_int(), 413u);  // over this test's 4 KiB limit
+  auto bad = call(bhttp::verb::post, "/v1/messages", R"({"phone_number_id":"111","type":"text"})");
+  EXPECT_EQ(bad.result_int(), 422u);
+  EXPECT_EQ(body_of(bad)["error"]["code"], "invalid_request");
+  EXPECT_EQ(call(bhttp::verb::post, "/v1/messages", "{nope").result_int(), 400u);
+  EXPECT_EQ(sent_.size(), 1u);
+}
+
+TEST_F(ApiRoutes, KeysAreCheckedAndEveryErrorHasTheOneShape) {
+  auto none = call(bhttp::verb::get, "/v1/conversations", "", "");
+  EXPECT_EQ(none.result_int(), 401u);
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/conversations", "", "wrong").result_int(), 401u);
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/openapi.json", "", "").result_int(), 200u);
+  for (const auto& r : {none, call(bhttp::verb::get, "/v1/nothing"), call(bhttp::verb::delete_, "/v1/conversations"),
+                        call(bhttp::verb::get, "/v1/conversations?limit=0"),
+                        call(bhttp::verb::get, "/v1/conversations?cursor=zzz"),
+                        call(bhttp::verb::get, "/v1/conversations?owner=robot")}) {
+    auto j = body_of(r);
+    EXPECT_GE(r.result_int(), 400u);
+    ASSERT_TRUE(j.is_object()) << r.body();
+    EXPECT_TRUE(j["error"]["code"].is_string()) << r.body();
+    EXPECT_TRUE(j["error"]["message"].is_string()) << r.body();
+  }
+}
+
+TEST_F(ApiRoutes, AKeyPastItsRateIsAnswered429) {
+  http::Request req{bhttp::verb::get, "/v1/conversations", 11};
+  req.set(bhttp::field::authorization, "Bearer " + kKey);
+  int limited = 0;
+  for (int i = 0; i < 10; ++i) {  // ten at once against a burst of 5
+    limited += api_->handle(req, *reader_).result_int() == 429 ? 1 : 0;
+  }
+  EXPECT_EQ(limited, 5);
+}
+
+TEST(ApiKeys, TheKeysFileNamesItsBadLine) {
+  auto ok = parse_keys("# ops\nops " + crypto::sha256_hex("k") + "\n\n");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->size(), 1u);
+  auto bad = parse_keys("ops " + crypto::sha256_hex("k") + "\ncrm not-a-hash\n");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("line 2"), std::string::npos);
+}
+
+TEST(ApiDescription, IsOpenApi31WithEveryRouteThisApiServes) {
+  auto doc = Json::parse(openapi_json(), nullptr, false);
+  ASSERT_TRUE(doc.is_object());
+  EXPECT_EQ(doc["openapi"], "3.1.0");
+  for (const char* p : {"/v1/messages", "/v1/messages/{id}", "/v1/conversations", "/v1/conversations/{key}/messages"}) {
+    EXPECT_TRUE(doc["paths"].contains(p)) << p;
+  }
+}
+
+}  // namespace
+}  // namespace wafleet::api

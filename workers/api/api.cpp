@@ -1,0 +1,298 @@
+#include "workers/api/api.h"
+
+#include <charconv>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "api/openapi_embedded.h"
+#include "common/crypto.h"
+#include "common/json_util.h"
+#include "common/log.h"
+#include "workers/sender/request.h"
+
+namespace wafleet::api {
+
+using Json = nlohmann::json;
+namespace bhttp = boost::beast::http;
+
+namespace {
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
+    s.pop_back();
+  }
+  size_t i = 0;
+  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
+    ++i;
+  }
+  return s.substr(i);
+}
+
+bool is_hex64(const std::string& s) {
+  if (s.size() != 64) {
+    return false;
+  }
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Constant-time comparison of two hex digests of equal length.
+bool same_digest(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  }
+  return diff == 0;
+}
+
+http::Response json_response(const http::Request& req, unsigned status, const Json& body) {
+  return http::make_json_response(req, status, json::dump(body));
+}
+
+// "50" -> 50 within [1, 200]; the default when absent; nullopt when not a number in range.
+std::optional<int> limit_of(const http::Request& req) {
+  const std::string v = http::query_param(req, "limit");
+  if (v.empty()) {
+    return 50;
+  }
+  int n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc{} || p != v.data() + v.size() || n < 1 || n > 200) {
+    return std::nullopt;
+  }
+  return n;
+}
+
+std::optional<int64_t> ms_of(const std::string& v) {
+  if (v.empty()) {
+    return 0;
+  }
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc{} || p != v.data() + v.size() || n < 0) {
+    return std::nullopt;
+  }
+  return n;
+}
+
+http::Response from_error(const http::Request& req, const Error& e) {
+  if (e.kind == ErrorKind::kInvalidInput) {
+    return error_response(req, 400, "invalid_request", e.message);
+  }
+  log::warn("api.backend_failed", {{"error", e.message}});
+  return error_response(req, 503, "unavailable", "the record is not reachable; try again");
+}
+
+}  // namespace
+
+const std::string& openapi_json() {
+  static const std::string doc = kOpenApiJson;
+  return doc;
+}
+
+http::Response error_response(const http::Request& req, unsigned status, const std::string& code,
+                              const std::string& message) {
+  return json_response(req, status, Json{{"error", {{"code", code}, {"message", message}}}});
+}
+
+Expected<std::vector<ApiKey>, std::string> parse_keys(const std::string& text) {
+  std::vector<ApiKey> keys;
+  std::istringstream in(text);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    line = trim(line);
+    if (line.empty() || line[0] == '#') {
+      continue;
+    }
+    const auto sp = line.find_first_of(" \t");
+    if (sp == std::string::npos) {
+      return Unexpected("line " + std::to_string(n) + ": want '<name> <sha256 hex of the key>'");
+    }
+    ApiKey k{line.substr(0, sp), trim(line.substr(sp + 1))};
+    for (auto& c : k.sha256_hex) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    if (!is_hex64(k.sha256_hex)) {
+      return Unexpected("line " + std::to_string(n) + ": '" + k.name +
+                        "': the hash must be 64 hex digits (sha256sum of the key)");
+    }
+    keys.push_back(std::move(k));
+  }
+  return keys;
+}
+
+Api::Api(std::vector<ApiKey> keys, Limits limits, Outbox outbox, Clock clock)
+    : limits_(limits), outbox_(std::move(outbox)), clock_(std::move(clock)) {
+  for (auto& k : keys) {
+    keys_[k.sha256_hex] = k.name;
+  }
+  if (!clock_) {
+    clock_ = [] { return std::chrono::steady_clock::now(); };
+  }
+}
+
+std::string Api::authenticate(const http::Request& req) const {
+  auto it = req.find(bhttp::field::authorization);
+  if (it == req.end()) {
+    return "";
+  }
+  std::string_view v(it->value().data(), it->value().size());
+  constexpr std::string_view kBearer = "Bearer ";
+  if (v.size() <= kBearer.size() || v.substr(0, kBearer.size()) != kBearer) {
+    return "";
+  }
+  const std::string digest = crypto::sha256_hex(v.substr(kBearer.size()));
+  for (const auto& [hash, name] : keys_) {
+    if (same_digest(hash, digest)) {
+      return name;
+    }
+  }
+  return "";
+}
+
+bool Api::admit(const std::string& who) {
+  std::lock_guard lock(mu_);
+  const auto now = clock_();
+  auto [it, fresh] = buckets_.try_emplace(who, Bucket{limits_.burst, now});
+  Bucket& b = it->second;
+  if (!fresh) {
+    const double elapsed = std::chrono::duration<double>(now - b.at).count();
+    b.tokens = std::min(limits_.burst, b.tokens + elapsed * limits_.requests_per_second);
+    b.at = now;
+  }
+  if (b.tokens < 1) {
+    return false;
+  }
+  b.tokens -= 1;
+  return true;
+}
+
+http::Response Api::handle(const http::Request& req, Reader& reader) {
+  const std::string path = http::target_path(req);
+  const auto method = req.method();
+  if (path == "/v1/openapi.json") {
+    if (method != bhttp::verb::get) {
+      return error_response(req, 405, "method_not_allowed", "GET only");
+    }
+    return http::make_json_response(req, 200, openapi_json());
+  }
+  if (path.rfind("/v1/", 0) != 0) {
+    return error_response(req, 404, "not_found", "no such path: see /v1/openapi.json");
+  }
+  const std::string who = authenticate(req);
+  if (who.empty()) {
+    auto r = error_response(req, 401, "unauthorized", "Authorization: Bearer <API key> is missing or not a known key");
+    r.set(bhttp::field::www_authenticate, "Bearer");
+    return r;
+  }
+  if (!admit(who)) {
+    auto r = error_response(req, 429, "rate_limited", "too many requests for this key; slow down");
+    r.set(bhttp::field::retry_after, "1");
+    return r;
+  }
+
+  // POST /v1/messages
+  if (path == "/v1/messages") {
+    if (method != bhttp::verb::post) {
+      return error_response(req, 405, "method_not_allowed", "POST only");
+    }
+    if (req.body().size() > limits_.max_body_bytes) {
+      return error_response(req, 413, "too_large", "the body is over " + std::to_string(limits_.max_body_bytes) + " bytes");
+    }
+    Json body = json::parse(req.body());
+    if (body.is_discarded() || !body.is_object()) {
+      return error_response(req, 400, "invalid_json", "the body is not a JSON object");
+    }
+    if (!body.contains("request_id")) {
+      body["request_id"] = "api-" + crypto::random_hex(16);
+    }
+    auto parsed = sender::parse_request(body);
+    if (!parsed) {
+      return error_response(req, 422, "invalid_request", parsed.error());
+    }
+    if (parsed->type == "read" || parsed->type == "typing") {
+      return error_response(req, 422, "invalid_request", "read receipts and typing indicators are the agent's, not the API's");
+    }
+    body["wafleet"] = Json::object();
+    body["wafleet"]["api_key"] = who;
+    const std::string key = parsed->phone_number_id + ":" + (parsed->to.empty() ? parsed->recipient : parsed->to);
+    if (auto st = outbox_(key, json::dump(body)); !st) {
+      log::warn("api.outbox_failed", {{"error", st.error().message}});
+      return error_response(req, 503, "unavailable", "wa.outbound did not acknowledge; try again with the same request_id");
+    }
+    return json_response(req, 202, Json{{"request_id", parsed->request_id},
+                                        {"idempotency_key", parsed->idempotency_key}});
+  }
+  if (method != bhttp::verb::get) {
+    return error_response(req, 405, "method_not_allowed", "GET only");
+  }
+  auto limit = limit_of(req);
+  if (!limit) {
+    return error_response(req, 400, "invalid_request", "limit: a whole number from 1 to 200");
+  }
+  const Page page{http::query_param(req, "cursor"), *limit};
+
+  // GET /v1/messages/{id}
+  constexpr std::string_view kMessage = "/v1/messages/";
+  if (path.rfind(kMessage, 0) == 0 && path.size() > kMessage.size()) {
+    const std::string id = http::percent_decode(path.substr(kMessage.size()));
+    auto m = reader.message(id);
+    if (!m) {
+      return from_error(req, m.error());
+    }
+    if (!*m) {
+      return error_response(req, 404, "not_found", "no message with that wamid or request id");
+    }
+    return json_response(req, 200, **m);
+  }
+  // GET /v1/conversations
+  if (path == "/v1/conversations") {
+    ConversationFilter f;
+    f.phone_number_id = http::query_param(req, "phone_number_id");
+    f.owner = http::query_param(req, "owner");
+    if (!f.owner.empty() && f.owner != "bot" && f.owner != "human" && f.owner != "paused") {
+      return error_response(req, 400, "invalid_request", "owner: bot, human or paused");
+    }
+    auto since = ms_of(http::query_param(req, "since_ms"));
+    auto until = ms_of(http::query_param(req, "until_ms"));
+    if (!since || !until) {
+      return error_response(req, 400, "invalid_request", "since_ms, until_ms: Unix milliseconds");
+    }
+    f.since_ms = *since;
+    f.until_ms = *until;
+    auto list = reader.conversations(f, page);
+    if (!list) {
+      return from_error(req, list.error());
+    }
+    return json_response(req, 200, *list);
+  }
+  // GET /v1/conversations/{key}/messages
+  constexpr std::string_view kConversations = "/v1/conversations/";
+  constexpr std::string_view kMessagesSuffix = "/messages";
+  if (path.rfind(kConversations, 0) == 0 && path.size() > kConversations.size() + kMessagesSuffix.size() &&
+      path.compare(path.size() - kMessagesSuffix.size(), kMessagesSuffix.size(), kMessagesSuffix) == 0) {
+    const std::string key = http::percent_decode(
+        path.substr(kConversations.size(), path.size() - kConversations.size() - kMessagesSuffix.size()));
+    auto page_of = reader.messages(key, page);
+    if (!page_of) {
+      return from_error(req, page_of.error());
+    }
+    if (!*page_of) {
+      return error_response(req, 404, "not_found", "no conversation with that key");
+    }
+    return json_response(req, 200, **page_of);
+  }
+  return error_response(req, 404, "not_found", "no such path: see /v1/openapi.json");
+}
+
+}  // namespace wafleet::api

@@ -1,0 +1,70 @@
+#pragma once
+// wafleet-api's request handling, apart from sockets (Boost.Beast's example shape): a request
+// and the thread's Reader in, a response out. Authentication (API keys, stored as SHA-256
+// hashes), a rate limit per key, the one error format {"error": {"code", "message"}}, and the
+// routes of the OpenAPI description (workers/api/openapi.json, served at /v1/openapi.json).
+//
+// Threading: handle() may run on several threads at once, each with its own Reader; the key
+// table is read-only after construction, the rate buckets are behind a mutex.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "common/error.h"
+#include "common/http_server.h"
+#include "workers/api/query.h"
+
+namespace wafleet::api {
+
+struct ApiKey {
+  std::string name;        // who, for logs and audit ("ops", "crm")
+  std::string sha256_hex;  // of the key itself; the key is never stored
+};
+
+// Lines "<name> <sha256 hex of the key>"; '#' comments and blank lines skipped. The error names
+// the line.
+Expected<std::vector<ApiKey>, std::string> parse_keys(const std::string& text);
+
+struct Limits {
+  double requests_per_second = 50;  // per key
+  double burst = 100;
+  size_t max_body_bytes = 256 * 1024;
+};
+
+// Puts a request on wa.outbound (key, value) and waits for the acknowledgement.
+using Outbox = std::function<Status(const std::string& key, const std::string& value)>;
+using Clock = std::function<std::chrono::steady_clock::time_point()>;
+
+class Api {
+ public:
+  Api(std::vector<ApiKey> keys, Limits limits, Outbox outbox, Clock clock = nullptr);
+  http::Response handle(const http::Request& req, Reader& reader);
+
+ private:
+  // The key's name, or "" when the header is missing or matches no key.
+  std::string authenticate(const http::Request& req) const;
+  bool admit(const std::string& who);
+
+  std::map<std::string, std::string> keys_;  // sha256 hex -> name
+  Limits limits_;
+  Outbox outbox_;
+  Clock clock_;
+  struct Bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point at{};
+  };
+  std::mutex mu_;
+  std::map<std::string, Bucket> buckets_;
+};
+
+// The OpenAPI 3.1 description, as served.
+const std::string& openapi_json();
+
+// {"error": {"code": code, "message": message}} with that status.
+http::Response error_response(const http::Request& req, unsigned status, const std::string& code,
+                              const std::string& message);
+
+}  // namespace wafleet::api
