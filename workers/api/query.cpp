@@ -47,7 +47,9 @@ Json parse_or_empty(std::string_view text, Json fallback) {
   return j.is_discarded() ? fallback : j;
 }
 
-// The columns every message query selects, and how a row becomes the API's message.
+// The columns every message query selects, and how a row becomes the API's message. What
+// belongs to a message (its results, statuses, media, turn) comes at or after it: `day >= m.day
+// - 1` (a day of slack for clocks) lets PostgreSQL skip the older day partitions at run time.
 constexpr const char* kMessageColumns = R"sql(
   m.id, m.conversation_key, m.direction, m.type, m.body,
   (extract(epoch FROM m.at) * 1000)::bigint AS at_ms, m.raw,
@@ -55,19 +57,20 @@ constexpr const char* kMessageColumns = R"sql(
                                      'wamid', r.wamid, 'error_code', r.error_code,
                                      'error_message', r.error_message, 'attempts', r.attempts)
                    ORDER BY r.at)
-     FROM results r WHERE r.request_id = m.id) AS results,
+     FROM results r WHERE r.request_id = m.id AND r.day >= m.day - 1) AS results,
   (SELECT json_agg(json_build_object('status', s.status, 'at_ms', (extract(epoch FROM s.at) * 1000)::bigint,
                                      'error_code', s.error_code, 'error_title', s.error_title)
                    ORDER BY s.at)
      FROM statuses s
-    WHERE s.wamid = CASE WHEN m.direction = 'in' THEN m.id
+    WHERE s.day >= m.day - 1
+      AND s.wamid = CASE WHEN m.direction = 'in' THEN m.id
                          ELSE (SELECT r.wamid FROM results r WHERE r.request_id = m.id
-                                  AND r.wamid IS NOT NULL LIMIT 1) END) AS statuses,
+                                  AND r.day >= m.day - 1 AND r.wamid IS NOT NULL LIMIT 1) END) AS statuses,
   (SELECT json_build_object('status', md.status, 'type', md.type, 'mime_type', md.mime_type,
                             'size', md.size, 'sha256', md.sha256, 'storage_uri', md.storage_uri,
                             'transcript', md.transcript)
-     FROM media md WHERE md.message_id = m.id LIMIT 1) AS media,
-  (SELECT t.turn_id FROM turn_messages t WHERE t.message_id = m.id LIMIT 1) AS turn_id
+     FROM media md WHERE md.message_id = m.id AND md.day >= m.day - 1 LIMIT 1) AS media,
+  (SELECT t.turn_id FROM turn_messages t WHERE t.message_id = m.id AND t.day >= m.day - 1 LIMIT 1) AS turn_id
 )sql";
 
 Json message_of(const pg::Rows& rows, int i) {
