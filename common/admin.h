@@ -1,15 +1,20 @@
 #pragma once
 // Every worker's admin port: /metrics (Prometheus text), /healthz (liveness), /readyz
 // (readiness). Probes are called on the admin server's thread and must be cheap.
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 
 #include <prometheus/registry.h>
 
-#include "common/http_server.h"
+#include "common/error.h"
 
 namespace wafleet {
+
+namespace http {
+class Server;
+}
 
 struct Probe {
   bool ok = true;
@@ -20,17 +25,16 @@ class AdminServer {
  public:
   AdminServer(std::string host, uint16_t port, std::shared_ptr<prometheus::Registry> registry,
               std::function<Probe()> liveness, std::function<Probe()> readiness);
+  ~AdminServer();
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
   Status start();
-  void stop() { server_.stop(); }
-  uint16_t port() const { return server_.port(); }
+  void stop();
+  uint16_t port() const;
 
  private:
-  void handle(http::Request&& req, http::Responder respond);
-
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::function<Probe()> liveness_;
-  std::function<Probe()> readiness_;
-  http::Server server_;
+  std::unique_ptr<http::Server> server_;  // the Beast server stays out of every worker's header
 };
 
 }  // namespace wafleet

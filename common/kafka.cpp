@@ -271,6 +271,9 @@ Record to_record(const rd_kafka_message_t* msg) {
 
 struct RebalanceBridge {
   RebalanceListener* listener = nullptr;
+  // Read from the configured strategy once: rd_kafka_rebalance_protocol() called from a
+  // rebalance served during close can block for ever (librdkafka #4041).
+  bool cooperative = false;
 };
 
 namespace {
@@ -286,7 +289,7 @@ std::vector<TopicPartition> to_vector(const rd_kafka_topic_partition_list_t* lis
 void rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                   rd_kafka_topic_partition_list_t* partitions, void* opaque) {
   auto* bridge = static_cast<RebalanceBridge*>(opaque);
-  const bool cooperative = std::strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  const bool cooperative = bridge != nullptr && bridge->cooperative;
   auto parts = to_vector(partitions);
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     log::info("consumer.assigned", {{"partitions", parts.size()}});
@@ -342,6 +345,12 @@ Result<std::unique_ptr<Consumer>> Consumer::create(const ClientConfig& config,
   std::unique_ptr<Consumer> c(new Consumer());
   c->bridge_ = std::make_unique<RebalanceBridge>();
   c->bridge_->listener = options.listener;
+  char strategy[256] = {0};
+  size_t strategy_size = sizeof strategy;
+  if (rd_kafka_conf_get(conf->get(), "partition.assignment.strategy", strategy, &strategy_size) ==
+      RD_KAFKA_CONF_OK) {
+    c->bridge_->cooperative = std::strstr(strategy, "cooperative") != nullptr;
+  }
   rd_kafka_conf_set_rebalance_cb(conf->get(), rebalance_cb);
   rd_kafka_conf_set_opaque(conf->get(), c->bridge_.get());
   char errstr[512];
@@ -459,13 +468,31 @@ void Consumer::close(std::chrono::milliseconds timeout) {
     return;
   }
   closed_ = true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Leave the group while still an ordinary consumer: an assignment that arrives once the close
+  // has begun makes rd_kafka_assign() block for ever (librdkafka #4884, #4527). Polling here
+  // serves any pending assignment and then the revoke; what it reads is dropped, unstored.
+  rd_kafka_unsubscribe(rk_);
+  while (std::chrono::steady_clock::now() < deadline) {
+    MessagePtr drop(rd_kafka_consumer_poll(rk_, 50));
+    if (drop) {
+      continue;
+    }
+    rd_kafka_topic_partition_list_t* raw = nullptr;
+    if (rd_kafka_assignment(rk_, &raw) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      break;
+    }
+    PartitionListPtr assigned(raw);
+    if (!assigned || assigned->cnt == 0) {
+      break;
+    }
+  }
   QueuePtr queue(rd_kafka_queue_new(rk_));
   if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk_, queue.get())) {
     log::warn("consumer.close_failed", {{"reason", rd_kafka_error_string(e)}});
     rd_kafka_error_destroy(e);
     return;
   }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!rd_kafka_consumer_closed(rk_)) {
     if (std::chrono::steady_clock::now() > deadline) {
       log::warn("consumer.close_timeout", {{"timeout_ms", timeout.count()}});
