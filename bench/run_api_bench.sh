@@ -4,6 +4,9 @@
 # (half inbound, half outbound, each outbound with its result and two statuses), then
 # wafleet-api. One client, one keep-alive connection, requests one after another; printed:
 # p50/p99/max for the inbox page, a random conversation's newest page, and the page after it.
+# Then erasure: two more people with 10,000 messages each (over the same 30 days, with results,
+# statuses, media rows and turns), one forgotten by `wafleet forget`, one by DELETE
+# /v1/people/{id}; printed: the wall time of each and what it removed.
 #   bench/run_api_bench.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +54,24 @@ SELECT day, id, 'sent', at + interval '1 second', 'wamid.out.' || substr(id, 5),
 INSERT INTO statuses (day, wamid, status, at, raw)
 SELECT (at + interval '2 seconds')::date, wamid, s, at + interval '2 seconds', '{}'::jsonb
   FROM results, unnest(ARRAY['sent','delivered']) s;
+-- The two people erased at the end: 10,000 messages each over the 30 days.
+INSERT INTO messages (day, id, conversation_key, direction, type, body, at, raw)
+SELECT (now() - (i * interval '30 days' / 10000))::date,
+       CASE WHEN i % 2 = 0 THEN 'wamid.in.' || p || '.' || i ELSE 'req.' || p || '.' || i END,
+       '106540352242922:' || p, CASE WHEN i % 2 = 0 THEN 'in' ELSE 'out' END, 'text', 'erase me ' || i,
+       now() - (i * interval '30 days' / 10000), '{"type": "text"}'::jsonb
+  FROM generate_series(1, 10000) i, unnest(ARRAY['447799000001', '447799000002']) p;
+INSERT INTO results (day, request_id, status, at, wamid, attempts)
+SELECT day, id, 'sent', at + interval '1 second', 'wamid.out.' || substr(id, 5), 1
+  FROM messages WHERE direction = 'out' AND conversation_key LIKE '%:4477990000%';
+INSERT INTO statuses (day, wamid, status, at, raw)
+SELECT (r.at + interval '2 seconds')::date, r.wamid, s, r.at + interval '2 seconds', '{}'::jsonb
+  FROM results r, unnest(ARRAY['sent','delivered','read']) s WHERE r.request_id LIKE 'req.4477990000%';
+INSERT INTO turn_messages (day, message_id, turn_id)
+SELECT day, id, 'turn.' || id FROM messages WHERE direction = 'in' AND conversation_key LIKE '%:4477990000%';
+INSERT INTO media (day, message_id, conversation_key, type, status, storage_uri, sha256, size, at)
+SELECT day, id, conversation_key, 'image', 'stored', 'file://$run/media/' || id, md5(id), 5, at
+  FROM messages WHERE direction = 'in' AND conversation_key LIKE '%:4477990000%' AND right(id, 2) = '00';
 INSERT INTO conversations (key, phone_number_id, identity, owner, last_at, last_id, last_direction, last_type, last_body)
 SELECT DISTINCT ON (conversation_key) conversation_key, '106540352242922', split_part(conversation_key, ':', 2),
        'bot', at, id, direction, type, body
@@ -64,6 +85,10 @@ key=bench-key
 echo "bench $(printf %s "$key" | sha256sum | cut -d' ' -f1)" > "$run/keys"
 "$bin/wafleet-devbroker" --bootstrap-file "$run/bootstrap" > "$run/devbroker.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 100); do [[ -s "$run/bootstrap" ]] && break; sleep 0.05; done
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run" --save "" > "$run/redis.log" 2>&1 & pids+=($!)
+for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+export WAFLEET_REDIS_URL="redis://127.0.0.1:$redis_port/0" WAFLEET_SUPPRESSION_SALT=bench-salt
 WAFLEET_KAFKA_BROKERS=$(cat "$run/bootstrap") WAFLEET_DATABASE_URL=$db WAFLEET_LOG_LEVEL=warn \
   WAFLEET_RATE=100000 WAFLEET_BURST=100000 "$bin/wafleet-api" --listen 127.0.0.1:0 \
   --port-file "$run/port" --api-keys-file "$run/keys" --admin-listen 127.0.0.1:0 > "$run/api.log" 2>&1 &
@@ -101,5 +126,23 @@ report("inbox: GET /v1/conversations (50)", inbox)
 report("inbox, second page (cursor)", inbox2)
 report("a conversation's newest 50 messages", newest)
 report("the 50 before them (cursor)", older)
+PY
+echo "erasure of a person with 10,000 messages ($(psql "$db" -qAt -c "SELECT count(*) FROM media WHERE conversation_key LIKE '%:4477990000%'") media rows in all; the files do not exist):"
+t0=$(date +%s%N)
+WAFLEET_KAFKA_BROKERS=$(cat "$run/bootstrap") WAFLEET_DATABASE_URL=$db "$bin/wafleet" forget 447799000001 \
+  --actor bench > "$run/forget.json"
+t1=$(date +%s%N)
+echo "  wafleet forget (the whole command): $(( (t1 - t0) / 1000000 )) ms; removed $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["removed"])' "$run/forget.json")"
+python3 - "$(cat "$run/port")" "$key" <<'PY'
+import http.client, json, sys, time
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+t = time.perf_counter()
+conn.request("DELETE", "/v1/people/447799000002", headers={"Authorization": "Bearer " + sys.argv[2]})
+r = conn.getresponse()
+body = json.loads(r.read())
+ms = (time.perf_counter() - t) * 1000
+if r.status != 200:
+    raise SystemExit("DELETE: %d %s" % (r.status, body))
+print("  DELETE /v1/people/{id}: %.0f ms; removed %s" % (ms, body["removed"]))
 PY
 echo "  wafleet-api peak RSS: $(grep VmHWM /proc/$api_pid/status | awk '{print $2/1024 " MiB"}')"

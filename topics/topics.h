@@ -35,5 +35,6 @@ inline constexpr const char* kBulkCommands = "wa.bulk.commands";
 inline constexpr const char* kDlq = "wa.dlq";
 inline constexpr const char* kDlqParked = "wa.dlq.parked";
 inline constexpr const char* kDlqAudit = "wa.dlq.audit";
+inline constexpr const char* kPrivacyAudit = "wa.privacy.audit";
 
 }  // namespace wafleet::topics

@@ -1,7 +1,10 @@
-// wafleet-api end to end: the binary as a process over HTTP, the dev broker and a real
-// PostgreSQL filled by wafleet-store from Kafka. What was written is read back through the API;
-// what is sent through the API reaches wa.outbound once acknowledged.
+// wafleet-api end to end: the binary as a process over HTTP, the dev broker, a real
+// redis-server and a real PostgreSQL filled by wafleet-store from Kafka. What was written is read
+// back through the API; what is sent through the API reaches wa.outbound once acknowledged; a
+// person erased by `wafleet forget` or DELETE /v1/people is gone and the erasure is audited.
 #include <gtest/gtest.h>
+
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -18,8 +21,19 @@ using Json = nlohmann::json;
 const std::string kBin = WAFLEET_BIN_DIR;
 const std::string kKey = "e2e-api-key";
 
+Json inbound_event(const std::string& who, const std::string& wamid, int64_t now_s) {
+  Json raw = {{"from", who}, {"id", wamid}, {"timestamp", std::to_string(now_s)},
+              {"type", "text"}, {"text", {{"body", "Where is my order?"}}}};
+  return {{"v", 1}, {"kind", "message"}, {"event_id", "m:111:" + wamid},
+          {"conversation_key", "111:" + who}, {"identity", who},
+          {"phone_number_id", "111"}, {"wa_id", who}, {"profile_name", "Ana"},
+          {"type", "text"}, {"message_id", wamid}, {"timestamp", now_s},
+          {"received_at_ms", now_s * 1000}, {"source", "meta"}, {"raw", raw}};
+}
+
 TEST(ApiE2E, WhatTheStoreKeptIsServedAndWhatIsSentReachesWaOutbound) {
   test::PostgresServer pg;
+  test::RedisServer redis;
   const std::string dir = test::temp_dir("wafleet-api-e2e");
   test::Process broker(kBin + "/wafleet-devbroker", {"--bootstrap-file", dir + "/bootstrap"}, {},
                        dir + "/devbroker.log");
@@ -27,7 +41,9 @@ TEST(ApiE2E, WhatTheStoreKeptIsServedAndWhatIsSentReachesWaOutbound) {
   const std::string brokers = test::read_trimmed(dir + "/bootstrap");
   const std::string db = pg.fresh_database("api_e2e");
   test::write_file(dir + "/keys", "e2e " + crypto::sha256_hex(kKey) + "\n");
-  const std::map<std::string, std::string> env = {{"WAFLEET_KAFKA_BROKERS", brokers}, {"WAFLEET_DATABASE_URL", db}};
+  const std::map<std::string, std::string> env = {{"WAFLEET_KAFKA_BROKERS", brokers}, {"WAFLEET_DATABASE_URL", db},
+                                                  {"WAFLEET_REDIS_URL", redis.url()},
+                                                  {"WAFLEET_SUPPRESSION_SALT", "e2e-salt"}};
   test::Process store(kBin + "/wafleet-store", {"--admin-port-file", dir + "/store-admin"}, env, dir + "/store.log");
   auto api_env = env;
   api_env["WAFLEET_API_KEYS_FILE"] = dir + "/keys";
@@ -43,14 +59,10 @@ TEST(ApiE2E, WhatTheStoreKeptIsServedAndWhatIsSentReachesWaOutbound) {
   const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
-  Json raw = {{"from", "447700900001"}, {"id", "wamid.e2e.1"}, {"timestamp", std::to_string(now)},
-              {"type", "text"}, {"text", {{"body", "Where is my order?"}}}};
-  Json ev = {{"v", 1}, {"kind", "message"}, {"event_id", "m:111:wamid.e2e.1"},
-             {"conversation_key", "111:447700900001"}, {"identity", "447700900001"},
-             {"phone_number_id", "111"}, {"wa_id", "447700900001"}, {"profile_name", "Ana"},
-             {"type", "text"}, {"message_id", "wamid.e2e.1"}, {"timestamp", now},
-             {"received_at_ms", now * 1000}, {"source", "meta"}, {"raw", raw}};
-  ASSERT_TRUE(kafka::produce_and_wait(**producer, topics::kInbound, "111:447700900001", ev.dump()));
+  ASSERT_TRUE(kafka::produce_and_wait(**producer, topics::kInbound, "111:447700900001",
+                                      inbound_event("447700900001", "wamid.e2e.1", now).dump()));
+  ASSERT_TRUE(kafka::produce_and_wait(**producer, topics::kInbound, "111:447700900002",
+                                      inbound_event("447700900002", "wamid.e2e.2", now).dump()));
 
   const std::vector<std::pair<std::string, std::string>> auth = {{"Authorization", "Bearer " + kKey}, {"Content-Type", "application/json"}};
   Json page;
@@ -79,12 +91,50 @@ TEST(ApiE2E, WhatTheStoreKeptIsServedAndWhatIsSentReachesWaOutbound) {
   ASSERT_TRUE(test::eventually([&] {
     auto r = http::fetch("GET", base + "/v1/conversations", auth, "", std::chrono::seconds(5));
     auto j = r ? Json::parse(r->body, nullptr, false) : Json();
-    return j.is_object() && j["items"].size() == 1 && j["items"][0]["last_message"]["id"] == "e2e-reply-1";
+    return j.is_object() && j["items"].size() == 2 && j["items"][0]["last_message"]["id"] == "e2e-reply-1";
   }));
   auto unauthorized = http::fetch("GET", base + "/v1/conversations", {}, "", std::chrono::seconds(5));
   ASSERT_TRUE(unauthorized);
   EXPECT_EQ(unauthorized->status, 401);
   EXPECT_EQ(Json::parse(unauthorized->body)["error"]["code"], "unauthorized");
+
+  // Dead-letter counts, read from the broker: none yet.
+  auto dlq = http::fetch("GET", base + "/v1/dlq/stats", auth, "", std::chrono::seconds(15));
+  ASSERT_TRUE(dlq);
+  ASSERT_EQ(dlq->status, 200) << dlq->body;
+  EXPECT_EQ(Json::parse(dlq->body)["wa.dlq"]["total"], 0);
+
+  // Ana asks to be forgotten, by the CLI; the other person, over the API.
+  std::string cmd;
+  for (const auto& [k, v] : env) {
+    cmd += k + "='" + v + "' ";
+  }
+  std::string printed;
+  ASSERT_EQ(test::run_command(cmd + kBin + "/wafleet forget '+44 7700 900001' --actor e2e-operator", printed), 0)
+      << printed;
+  auto erased = Json::parse(printed.substr(std::min(printed.size(), printed.find("{\n"))), nullptr, false);
+  ASSERT_TRUE(erased.is_object()) << printed;
+  EXPECT_EQ(erased["removed"]["messages"], 2) << printed;  // hers and our reply
+  auto gone = http::fetch("GET", base + "/v1/conversations/111:447700900001/messages", auth, "",
+                          std::chrono::seconds(5));
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->status, 404);
+  auto by_api = http::fetch("DELETE", base + "/v1/people/447700900002", auth, "", std::chrono::seconds(10));
+  ASSERT_TRUE(by_api);
+  ASSERT_EQ(by_api->status, 200) << by_api->body;
+  EXPECT_EQ(Json::parse(by_api->body)["removed"]["messages"], 1);
+  auto left = http::fetch("GET", base + "/v1/conversations", auth, "", std::chrono::seconds(5));
+  ASSERT_TRUE(left);
+  EXPECT_EQ(Json::parse(left->body)["items"].size(), 0u);
+  auto audits = test::consume_until(brokers, {topics::kPrivacyAudit}, [](const auto& rs) { return rs.size() >= 2; });
+  ASSERT_EQ(audits.size(), 2u);
+  std::set<std::string> via;
+  for (const auto& a : audits) {
+    EXPECT_EQ(a.value.find("447700900001"), std::string::npos);
+    EXPECT_EQ(a.value.find("447700900002"), std::string::npos);
+    via.insert(Json::parse(a.value)["via"].get<std::string>() + ":" + Json::parse(a.value)["actor"].get<std::string>());
+  }
+  EXPECT_EQ(via, (std::set<std::string>{"cli:e2e-operator", "api:e2e"}));
 }
 
 }  // namespace

@@ -115,7 +115,8 @@ class ApiRoutes : public ::testing::Test {
     req.body() = body;
     req.prepare_payload();
     clock_ += std::chrono::seconds(1);  // one request a second: under the limit
-    return api_->handle(req, *reader_);
+    Session session{*reader_, *conn_};
+    return api_->handle(req, session);
   }
 
   static Json body_of(const http::Response& r) { return Json::parse(r.body(), nullptr, false); }
@@ -228,9 +229,86 @@ TEST_F(ApiRoutes, AKeyPastItsRateIsAnswered429) {
   req.set(bhttp::field::authorization, "Bearer " + kKey);
   int limited = 0;
   for (int i = 0; i < 10; ++i) {  // ten at once against a burst of 5
-    limited += api_->handle(req, *reader_).result_int() == 429 ? 1 : 0;
+    Session session{*reader_, *conn_};
+    limited += api_->handle(req, session).result_int() == 429 ? 1 : 0;
   }
   EXPECT_EQ(limited, 5);
+}
+
+TEST_F(ApiRoutes, AContactIsReadSetAndDeletedByAnyOfItsIds) {
+  // Ana is known from her messages: WhatsApp's profile name, no operator fields yet.
+  auto got = call(bhttp::verb::get, "/v1/contacts/%2B447700900001");
+  ASSERT_EQ(got.result_int(), 200u) << got.body();
+  EXPECT_EQ(body_of(got)["profile_name"], "Ana");
+  EXPECT_FALSE(body_of(got)["opt_in"].get<bool>());
+  EXPECT_TRUE(body_of(got)["name"].is_null());
+  auto put = call(bhttp::verb::put, "/v1/contacts/447700900001",
+                  R"({"name":"Ana Lima","opt_in":true,"allowlisted":true})");
+  ASSERT_EQ(put.result_int(), 200u) << put.body();
+  EXPECT_EQ(body_of(put)["name"], "Ana Lima");
+  EXPECT_TRUE(body_of(put)["opt_in"].get<bool>());
+  EXPECT_TRUE(body_of(put)["opt_in_at_ms"].is_number());
+  EXPECT_EQ(body_of(put)["profile_name"], "Ana");  // WhatsApp's name is kept beside ours
+  // A partial change leaves the rest; a null name clears it; opting out clears the time.
+  auto partial = call(bhttp::verb::put, "/v1/contacts/447700900001", R"({"opt_in":false,"name":null})");
+  ASSERT_EQ(partial.result_int(), 200u) << partial.body();
+  EXPECT_FALSE(body_of(partial)["opt_in"].get<bool>());
+  EXPECT_TRUE(body_of(partial)["opt_in_at_ms"].is_null());
+  EXPECT_TRUE(body_of(partial)["name"].is_null());
+  EXPECT_TRUE(body_of(partial)["allowlisted"].get<bool>());
+  // Someone the record has not seen yet can be allowlisted ahead of their first message.
+  auto fresh = call(bhttp::verb::put, "/v1/contacts/15550100009", R"({"allowlisted":true})");
+  ASSERT_EQ(fresh.result_int(), 200u) << fresh.body();
+  EXPECT_EQ(body_of(fresh)["wa_id"], "15550100009");
+  for (const char* bad : {R"({"opt_in":"yes"})", R"({"phone":"1"})", R"([1])"}) {
+    auto r = call(bhttp::verb::put, "/v1/contacts/447700900001", bad);
+    EXPECT_EQ(r.result_int(), 422u) << bad;
+    EXPECT_EQ(body_of(r)["error"]["code"], "invalid_request");
+  }
+  EXPECT_EQ(call(bhttp::verb::put, "/v1/contacts/447700900001", "{oops").result_int(), 400u);
+  EXPECT_EQ(call(bhttp::verb::delete_, "/v1/contacts/15550100009").result_int(), 204u);
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/contacts/15550100009").result_int(), 404u);
+  EXPECT_EQ(call(bhttp::verb::delete_, "/v1/contacts/15550100009").result_int(), 404u);
+  EXPECT_EQ(call(bhttp::verb::post, "/v1/contacts/447700900001").result_int(), 405u);
+}
+
+TEST_F(ApiRoutes, APersonIsErasedOverTheApiAndTheErasureIsAudited) {
+  test::RedisServer redis_server;
+  redis::RedisClient redis(redis_server.options());
+  EXPECT_EQ(call(bhttp::verb::delete_, "/v1/people/447700900001").result_int(), 501u);  // no salt
+  std::vector<std::pair<std::string, std::string>> audits;
+  Erasure e;
+  e.options.salt = "api-test-salt";
+  e.audit = [&](const std::string& key, const std::string& value) -> Status {
+    audits.emplace_back(key, value);
+    return {};
+  };
+  api_->enable_erasure(e);
+  http::Request req{bhttp::verb::delete_, "/v1/people/%2B44%207700%20900001", 11};
+  req.set(bhttp::field::authorization, "Bearer " + kKey);
+  Session session{*reader_, *conn_, &redis};
+  auto r = api_->handle(req, session);
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(body_of(r)["removed"]["messages"], 121);  // 120 in, 1 out
+  EXPECT_EQ(body_of(r)["actor"], "tests");
+  ASSERT_EQ(audits.size(), 1u);
+  EXPECT_EQ(audits[0].first, erasure::suppression_hash("api-test-salt", "447700900001"));
+  EXPECT_EQ(audits[0].second.find("447700900001"), std::string::npos);
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/conversations/111:447700900001/messages").result_int(), 404u);
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/contacts/447700900001").result_int(), 404u);
+  auto others = body_of(call(bhttp::verb::get, "/v1/conversations"));
+  EXPECT_EQ(others["items"].size(), 5u);
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/people/447700900001").result_int(), 405u);
+}
+
+TEST_F(ApiRoutes, DeadLetterCountsComeFromTheirSource) {
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/dlq/stats").result_int(), 501u);
+  api_->enable_dlq_stats([]() -> Result<Json> { return Json{{"wa.dlq", {{"total", 3}}}}; });
+  auto r = call(bhttp::verb::get, "/v1/dlq/stats");
+  ASSERT_EQ(r.result_int(), 200u);
+  EXPECT_EQ(body_of(r)["wa.dlq"]["total"], 3);
+  api_->enable_dlq_stats([]() -> Result<Json> { return Unexpected(Error::transient("broker down")); });
+  EXPECT_EQ(call(bhttp::verb::get, "/v1/dlq/stats").result_int(), 503u);
 }
 
 TEST(ApiKeys, TheKeysFileNamesItsBadLine) {
@@ -246,7 +324,8 @@ TEST(ApiDescription, IsOpenApi31WithEveryRouteThisApiServes) {
   auto doc = Json::parse(openapi_json(), nullptr, false);
   ASSERT_TRUE(doc.is_object());
   EXPECT_EQ(doc["openapi"], "3.1.0");
-  for (const char* p : {"/v1/messages", "/v1/messages/{id}", "/v1/conversations", "/v1/conversations/{key}/messages"}) {
+  for (const char* p : {"/v1/messages", "/v1/messages/{id}", "/v1/conversations", "/v1/conversations/{key}/messages",
+                        "/v1/contacts/{id}", "/v1/people/{id}", "/v1/dlq/stats"}) {
     EXPECT_TRUE(doc["paths"].contains(p)) << p;
   }
 }

@@ -6,9 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include "api/openapi_embedded.h"
+#include "common/clock.h"
 #include "common/crypto.h"
 #include "common/json_util.h"
 #include "common/log.h"
+#include "workers/api/contacts.h"
 #include "workers/sender/request.h"
 
 namespace wafleet::api {
@@ -89,6 +91,27 @@ http::Response from_error(const http::Request& req, const Error& e) {
   }
   log::warn("api.backend_failed", {{"error", e.message}});
   return error_response(req, 503, "unavailable", "the record is not reachable; try again");
+}
+
+// 200 with the item, 404 "no <what>" when there is none, or the backend's error.
+http::Response found(const http::Request& req, const Result<std::optional<Json>>& item,
+                     const std::string& what) {
+  if (!item) {
+    return from_error(req, item.error());
+  }
+  if (!*item) {
+    return error_response(req, 404, "not_found", "no " + what);
+  }
+  return json_response(req, 200, **item);
+}
+
+// The {id} of <prefix>{id}, decoded; "" when the path is not that (or has more segments).
+std::string id_after(const std::string& path, std::string_view prefix) {
+  if (path.rfind(prefix, 0) != 0 || path.size() == prefix.size() ||
+      path.find('/', prefix.size()) != std::string::npos) {
+    return "";
+  }
+  return http::percent_decode(path.substr(prefix.size()));
 }
 
 }  // namespace
@@ -177,7 +200,78 @@ bool Api::admit(const std::string& who) {
   return true;
 }
 
-http::Response Api::handle(const http::Request& req, Reader& reader) {
+std::optional<http::Response> Api::too_large(const http::Request& req) const {
+  if (req.body().size() <= limits_.max_body_bytes) {
+    return std::nullopt;
+  }
+  return error_response(req, 413, "too_large",
+                        "the body is over " + std::to_string(limits_.max_body_bytes) + " bytes");
+}
+
+http::Response Api::contacts(const http::Request& req, Session& session, const std::string& id) {
+  Contacts contacts(session.db);
+  const auto method = req.method();
+  if (method == bhttp::verb::get) {
+    return found(req, contacts.get(id), "contact with that id");
+  }
+  if (method == bhttp::verb::put) {
+    Json body = json::parse(req.body());
+    if (body.is_discarded()) {
+      return error_response(req, 400, "invalid_json", "the body is not JSON");
+    }
+    auto change = parse_contact_change(body);
+    if (!change) {
+      return error_response(req, 422, "invalid_request", change.error());
+    }
+    auto c = contacts.put(id, *change);
+    if (!c) {
+      return from_error(req, c.error());
+    }
+    return json_response(req, 200, *c);
+  }
+  if (method == bhttp::verb::delete_) {
+    auto gone = contacts.remove(id);
+    if (!gone) {
+      return from_error(req, gone.error());
+    }
+    if (!*gone) {
+      return error_response(req, 404, "not_found", "no contact with that id");
+    }
+    return http::make_response(req, 204, "");
+  }
+  return error_response(req, 405, "method_not_allowed", "GET, PUT or DELETE");
+}
+
+http::Response Api::forget(const http::Request& req, Session& session, const std::string& id,
+                           const std::string& who) {
+  if (req.method() != bhttp::verb::delete_) {
+    return error_response(req, 405, "method_not_allowed", "DELETE only");
+  }
+  if (!erasure_ || session.redis == nullptr) {
+    return error_response(req, 501, "not_configured",
+                          "erasure needs WAFLEET_SUPPRESSION_SALT and Redis on this API");
+  }
+  erasure::Eraser eraser(session.db, *session.redis, erasure_->options);
+  const int64_t now = wall_clock_ms();
+  auto report = eraser.forget(id, now);
+  if (!report) {
+    return from_error(req, report.error());
+  }
+  Json audit = report->to_json();
+  audit["actor"] = who;
+  audit["via"] = "api";
+  audit["at_ms"] = now;
+  if (auto st = erasure_->audit(report->identity_hash, audit.dump()); !st) {
+    log::warn("api.audit_failed", {{"error", st.error().message}});
+    return error_response(req, 503, "unavailable",
+                          "erased, but the audit record was not acknowledged; repeat the request");
+  }
+  log::info("api.person_forgotten", {{"actor", who}, {"identity_hash", report->identity_hash}});
+  return json_response(req, 200, audit);
+}
+
+http::Response Api::handle(const http::Request& req, Session& session) {
+  Reader& reader = session.reader;
   const std::string path = http::target_path(req);
   const auto method = req.method();
   if (path == "/v1/openapi.json") {
@@ -206,8 +300,8 @@ http::Response Api::handle(const http::Request& req, Reader& reader) {
     if (method != bhttp::verb::post) {
       return error_response(req, 405, "method_not_allowed", "POST only");
     }
-    if (req.body().size() > limits_.max_body_bytes) {
-      return error_response(req, 413, "too_large", "the body is over " + std::to_string(limits_.max_body_bytes) + " bytes");
+    if (auto big = too_large(req)) {
+      return *big;
     }
     Json body = json::parse(req.body());
     if (body.is_discarded() || !body.is_object()) {
@@ -233,8 +327,27 @@ http::Response Api::handle(const http::Request& req, Reader& reader) {
     return json_response(req, 202, Json{{"request_id", parsed->request_id},
                                         {"idempotency_key", parsed->idempotency_key}});
   }
+  if (const std::string id = id_after(path, "/v1/contacts/"); !id.empty()) {
+    if (auto big = too_large(req)) {
+      return *big;
+    }
+    return contacts(req, session, id);
+  }
+  if (const std::string id = id_after(path, "/v1/people/"); !id.empty()) {
+    return forget(req, session, id, who);
+  }
   if (method != bhttp::verb::get) {
     return error_response(req, 405, "method_not_allowed", "GET only");
+  }
+  if (path == "/v1/dlq/stats") {
+    if (!dlq_stats_) {
+      return error_response(req, 501, "not_configured", "no Kafka for the dead-letter topics");
+    }
+    auto st = dlq_stats_();
+    if (!st) {
+      return from_error(req, st.error());
+    }
+    return json_response(req, 200, *st);
   }
   auto limit = limit_of(req);
   if (!limit) {
@@ -246,14 +359,7 @@ http::Response Api::handle(const http::Request& req, Reader& reader) {
   constexpr std::string_view kMessage = "/v1/messages/";
   if (path.rfind(kMessage, 0) == 0 && path.size() > kMessage.size()) {
     const std::string id = http::percent_decode(path.substr(kMessage.size()));
-    auto m = reader.message(id);
-    if (!m) {
-      return from_error(req, m.error());
-    }
-    if (!*m) {
-      return error_response(req, 404, "not_found", "no message with that wamid or request id");
-    }
-    return json_response(req, 200, **m);
+    return found(req, reader.message(id), "message with that wamid or request id");
   }
   // GET /v1/conversations
   if (path == "/v1/conversations") {
@@ -283,14 +389,7 @@ http::Response Api::handle(const http::Request& req, Reader& reader) {
       path.compare(path.size() - kMessagesSuffix.size(), kMessagesSuffix.size(), kMessagesSuffix) == 0) {
     const std::string key = http::percent_decode(
         path.substr(kConversations.size(), path.size() - kConversations.size() - kMessagesSuffix.size()));
-    auto page_of = reader.messages(key, page);
-    if (!page_of) {
-      return from_error(req, page_of.error());
-    }
-    if (!*page_of) {
-      return error_response(req, 404, "not_found", "no conversation with that key");
-    }
-    return json_response(req, 200, **page_of);
+    return found(req, reader.messages(key, page), "conversation with that key");
   }
   return error_response(req, 404, "not_found", "no such path: see /v1/openapi.json");
 }

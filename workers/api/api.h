@@ -11,11 +11,14 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/error.h"
 #include "common/http_server.h"
+#include "common/redis.h"
 #include "workers/api/query.h"
+#include "workers/erasure/erasure.h"
 
 namespace wafleet::api {
 
@@ -38,12 +41,36 @@ struct Limits {
 using Outbox = std::function<Status(const std::string& key, const std::string& value)>;
 using Clock = std::function<std::chrono::steady_clock::time_point()>;
 
+// What the thread answering a request owns: the record's connection and, where configured,
+// Redis (erasure).
+struct Session {
+  Reader& reader;
+  pg::Connection& db;
+  redis::RedisClient* redis = nullptr;
+};
+
+// DELETE /v1/people/{id}: how to erase, and where the audit record goes (wa.privacy.audit,
+// key and value); without it the route answers 501.
+struct Erasure {
+  erasure::Options options;
+  std::function<Status(const std::string& key, const std::string& value)> audit;
+};
+
+// GET /v1/dlq/stats: the counts of replay::stats for wa.dlq and wa.dlq.parked.
+using DlqStats = std::function<Result<nlohmann::json>()>;
+
 class Api {
  public:
   Api(std::vector<ApiKey> keys, Limits limits, Outbox outbox, Clock clock = nullptr);
-  http::Response handle(const http::Request& req, Reader& reader);
+  void enable_erasure(Erasure e) { erasure_ = std::move(e); }
+  void enable_dlq_stats(DlqStats s) { dlq_stats_ = std::move(s); }
+  http::Response handle(const http::Request& req, Session& session);
 
  private:
+  std::optional<http::Response> too_large(const http::Request& req) const;  // 413 past the limit
+  http::Response contacts(const http::Request& req, Session& session, const std::string& id);
+  http::Response forget(const http::Request& req, Session& session, const std::string& id,
+                        const std::string& who);
   // The key's name, or "" when the header is missing or matches no key.
   std::string authenticate(const http::Request& req) const;
   bool admit(const std::string& who);
@@ -52,6 +79,8 @@ class Api {
   Limits limits_;
   Outbox outbox_;
   Clock clock_;
+  std::optional<Erasure> erasure_;
+  DlqStats dlq_stats_;
   struct Bucket {
     double tokens = 0;
     std::chrono::steady_clock::time_point at{};

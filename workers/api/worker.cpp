@@ -9,10 +9,12 @@
 
 #include <prometheus/counter.h>
 
+#include "common/clock.h"
 #include "common/consumer_loop.h"
 #include "common/log.h"
 #include "common/pg.h"
 #include "topics/topics.h"
+#include "workers/replay/replay.h"
 
 namespace wafleet::api {
 
@@ -29,6 +31,10 @@ std::vector<config::Option> own_options() {
       {"rate", "50", "requests per second per API key"},
       {"burst", "100", "requests a key may make at once"},
       {"body-limit", "262144", "largest request body in bytes"},
+      {"suppression-salt", "", "salt of the hashed opt-outs kept after erasure (the sender's "
+                               "and wafleet forget's); unset: DELETE /v1/people answers 501", true, false},
+      {"portfolio-id", "default", "the business portfolio whose 24-hour reach an erased person leaves"},
+      {"dlq-stats-cache-ms", "10000", "GET /v1/dlq/stats reads the dead-letter topics at most this often"},
   };
 }
 
@@ -41,13 +47,45 @@ class ApiCore : public worker::Core {
              [&ctx](const std::string& key, const std::string& value) {
                return kafka::produce_and_wait(ctx.producer(), topics::kOutbound, key, value);
              }),
+        redis_options_(ctx.redis_options()),
         requests_(prometheus::BuildCounter()
                       .Name("wafleet_api_requests_total")
                       .Help("API requests answered, by status code")
                       .Register(ctx.metrics())),
         server_(server_options(c), [this](http::Request&& req, http::Responder respond) {
           enqueue(std::move(req), std::move(respond));
-        }) {}
+        }) {
+    if (!c.suppression_salt.empty()) {
+      Erasure e;
+      e.options.salt = c.suppression_salt;
+      e.options.portfolios = {c.portfolio_id};
+      e.audit = [&ctx](const std::string& key, const std::string& value) {
+        return kafka::produce_and_wait(ctx.producer(), topics::kPrivacyAudit, key, value);
+      };
+      api_.enable_erasure(std::move(e));
+    }
+    const kafka::ClientConfig kc = ctx.kafka_config();
+    const auto cache_ms = std::chrono::milliseconds(c.dlq_stats_cache_ms);
+    api_.enable_dlq_stats([this, kc, cache_ms]() -> Result<nlohmann::json> {
+      std::lock_guard lock(dlq_mu_);
+      const auto now = std::chrono::steady_clock::now();
+      if (dlq_cached_ && now - dlq_at_ < cache_ms) {
+        return *dlq_cached_;
+      }
+      nlohmann::json out = nlohmann::json::object();
+      for (const char* topic : {topics::kDlq, topics::kDlqParked}) {
+        auto scan = replay::scan(kc, topic, std::chrono::seconds(10));
+        if (!scan) {
+          return Unexpected(scan.error());
+        }
+        out[topic] = replay::stats(*scan, replay::Filter{}, wall_clock_ms());
+      }
+      out["at_ms"] = wall_clock_ms();
+      dlq_cached_ = out;
+      dlq_at_ = now;
+      return out;
+    });
+  }
 
   Status run(worker::Context& ctx) override {
     for (int i = 0; i < c_.db_connections; ++i) {
@@ -103,6 +141,7 @@ class ApiCore : public worker::Core {
     o.application_name = "wafleet-api";
     o.statement_timeout_ms = 10000;
     std::unique_ptr<pg::Connection> db;
+    redis::RedisClient redis(redis_options_);  // connects on first use (erasure only)
     connect(o, db);  // ready before the first request
     while (true) {
       std::pair<http::Request, http::Responder> job;
@@ -130,7 +169,8 @@ class ApiCore : public worker::Core {
         res = error_response(job.first, 503, "unavailable", "the record is not reachable; try again");
       } else {
         Reader reader(*db);
-        res = api_.handle(job.first, reader);
+        Session session{reader, *db, &redis};
+        res = api_.handle(job.first, session);
       }
       requests_.Add({{"code", std::to_string(res.result_int())}}).Increment();
       job.second(std::move(res));
@@ -171,6 +211,10 @@ class ApiCore : public worker::Core {
 
   WorkerConfig c_;
   Api api_;
+  redis::Options redis_options_;
+  std::mutex dlq_mu_;
+  std::optional<nlohmann::json> dlq_cached_;
+  std::chrono::steady_clock::time_point dlq_at_{};
   prometheus::Family<prometheus::Counter>& requests_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -233,14 +277,20 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
   c.limits.requests_per_second = static_cast<double>(std::max<int64_t>(1, rate));
   c.limits.burst = static_cast<double>(std::max<int64_t>(1, burst));
   c.limits.max_body_bytes = static_cast<size_t>(std::max<int64_t>(1024, body));
+  c.suppression_salt = s.get("suppression-salt");
+  c.portfolio_id = s.get("portfolio-id");
+  c.dlq_stats_cache_ms = s.get_int("dlq-stats-cache-ms", errors);
+  if (c.dlq_stats_cache_ms < 0) {
+    errors.push_back("WAFLEET_DLQ_STATS_CACHE_MS: at least 0");
+  }
   return c;
 }
 
 static worker::Plan make_plan(const config::Settings& s, std::vector<std::string>& errors) {
   const WorkerConfig c = parse_config(s, errors);
   worker::Plan plan;
-  plan.wiring.produces = {topics::kOutbound};
-  plan.wiring.redis = false;
+  plan.wiring.produces = {topics::kOutbound, topics::kPrivacyAudit};
+  plan.wiring.redis = true;  // erasure
   plan.wiring.producer.linger_ms = 0;
   plan.started = {{"listen", c.listen.host + ":" + std::to_string(c.listen.port)},
                   {"database", pg::redact_url(c.database_url)},

@@ -1,6 +1,7 @@
 #pragma once
 // wafleet-api as a worker on the skeleton (common/worker.h): the HTTP JSON API (api.cpp) over
-// the record in PostgreSQL (query.cpp), sending through wa.outbound. No consumer, no Redis.
+// the record in PostgreSQL (query.cpp), sending through wa.outbound; Redis for erasure
+// (DELETE /v1/people), the dead-letter topics read for GET /v1/dlq/stats. No consumer.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,9 @@ struct WorkerConfig {
   int http_threads = 2;
   int db_connections = 4;  // requests answered at once; the rest wait in a queue
   int queue_max = 1000;    // beyond it: 503 at once
+  std::string suppression_salt;  // "" : no erasure over the API
+  std::string portfolio_id = "default";
+  int64_t dlq_stats_cache_ms = 10000;
 };
 
 // Pure but for reading the keys file: every problem appended to errors.

@@ -868,18 +868,6 @@ Expected<int64_t, std::string> parse_iso8601(const std::string& s) {
   return (secs - offset_min * 60LL) * 1000;
 }
 
-std::string format_iso8601(int64_t ms) {
-  if (ms <= 0) {
-    return "";
-  }
-  const std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 Estimate estimate(size_t people, double rate_per_s, int64_t daily_limit, int64_t left_today) {
   Estimate e;
   const double n = static_cast<double>(people);

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/clock.h"  // format_iso8601
 #include "common/expected.h"
 
 namespace wafleet::bulk {
@@ -151,7 +152,6 @@ int64_t quiet_until(const QuietHours& q, int offset_min, int64_t now_ms);
 
 // ISO-8601 "2026-12-01T09:30:00Z", "...+01:00", "2026-12-01T09:30" (UTC) -> epoch ms.
 Expected<int64_t, std::string> parse_iso8601(const std::string& s);
-std::string format_iso8601(int64_t ms);  // UTC, seconds: 2026-12-01T09:30:00Z; "" for 0
 
 // How long a job of `people` new recipients takes at a rate, given the portfolio's daily budget
 // and what is left of it today. Seconds; the budget part in whole windows.

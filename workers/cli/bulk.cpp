@@ -300,7 +300,7 @@ int list(const BulkArgs& a, bulk::Store& store) {
     std::cout << std::left << std::setw(21) << j.spec.id << std::setw(13) << bulk::to_string(j.state)
               << std::setw(24) << j.spec.name.substr(0, 23) << std::right << std::setw(9) << j.total
               << std::setw(9) << j.sent_total() << std::setw(9) << j.count(bulk::Phase::kFailed)
-              << "  " << bulk::format_iso8601(j.created_ms) << "\n";
+              << "  " << format_iso8601(j.created_ms) << "\n";
   }
   return 0;
 }

@@ -60,11 +60,6 @@ std::string age(int64_t since_ms, int64_t now_ms) {
   return std::to_string(s / 86400) + "d";
 }
 
-std::string age_bucket(int64_t since_ms, int64_t now_ms) {
-  const int64_t h = (now_ms - since_ms) / 3600000;
-  return h < 1 ? "<1h" : h < 24 ? "1h-24h" : h < 168 ? "1d-7d" : ">7d";
-}
-
 std::string one_line(std::string s, size_t max) {
   for (auto& c : s) {
     c = (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
@@ -275,41 +270,27 @@ int run_show(const DlqArgs& a, const kafka::ClientConfig& kc) {
 }
 
 int run_stats(const DlqArgs& a, const replay::Scan& scan, const replay::Filter& f, int64_t now) {
-  std::map<std::string, int64_t> by_class, by_worker, by_topic, by_age;
-  int64_t total = 0;
-  int64_t oldest = 0;
-  int64_t newest = 0;
-  int64_t replayed_before = 0;
-  for (const auto& e : scan.entries) {
-    if (!f.matches(e.letter)) {
-      continue;
-    }
-    const auto& d = e.letter;
-    ++total;
-    ++by_class[d.error_class];
-    ++by_worker[d.worker + "/" + d.stage];
-    ++by_topic[d.original_topic];
-    ++by_age[age_bucket(d.last_failure_ms, now)];
-    replayed_before += d.replay_count > 0 ? 1 : 0;
-    oldest = oldest == 0 ? d.last_failure_ms : std::min(oldest, d.last_failure_ms);
-    newest = std::max(newest, d.last_failure_ms);
-  }
+  const nlohmann::json st = replay::stats(scan, f, now);
+  const int64_t total = st["total"];
   std::cout << a.topic << ": " << total << " dead letter(s)";
   if (total > 0) {
-    std::cout << ", oldest " << age(oldest, now) << " ago, newest " << age(newest, now)
-              << " ago, " << replayed_before << " failed again after a replay";
+    std::cout << ", oldest " << age(st["oldest_ms"], now) << " ago, newest "
+              << age(st["newest_ms"], now) << " ago, " << st["failed_again"].get<int64_t>()
+              << " failed again after a replay";
   }
   std::cout << "\n";
-  auto group = [](const char* title, const std::map<std::string, int64_t>& m) {
+  auto group = [&](const char* title, const char* field) {
     std::cout << title << "\n";
-    for (const auto& [k, n] : m) {
-      std::cout << "  " << k << "\t" << n << "\n";
+    for (const auto& [k, n] : st[field].items()) {
+      if (n.get<int64_t>() > 0) {
+        std::cout << "  " << k << "\t" << n.get<int64_t>() << "\n";
+      }
     }
   };
-  group("by error class", by_class);
-  group("by worker/stage", by_worker);
-  group("by original topic", by_topic);
-  group("by age", by_age);
+  group("by error class", "by_error_class");
+  group("by worker/stage", "by_worker");
+  group("by original topic", "by_original_topic");
+  group("by age", "by_age");
   if (!scan.malformed.empty()) {
     std::cout << "not dead letters (no dlq.* context)\t" << scan.malformed.size() << "\n";
   }

@@ -16,6 +16,7 @@
 #include "workers/cli/bulk.h"
 #include "workers/cli/conversation.h"
 #include "workers/cli/dlq.h"
+#include "workers/cli/forget.h"
 #include "workers/sender/conversations.h"
 
 using namespace wafleet;
@@ -147,6 +148,8 @@ int main(int argc, char** argv) {
   cli::add_conversation_commands(app, conversation_args);
   cli::BulkArgs bulk_args;
   cli::add_bulk_commands(app, bulk_args);
+  cli::ForgetArgs forget_args;
+  cli::add_forget_command(app, forget_args);
 
   CLI11_PARSE(app, argc, argv);
 
@@ -175,6 +178,9 @@ int main(int argc, char** argv) {
   }
   if (cli::bulk_parsed(bulk_args)) {
     return cli::run_bulk(bulk_args, brokers_from(brokers, bootstrap_file));
+  }
+  if (cli::forget_parsed(forget_args)) {
+    return cli::run_forget(forget_args, brokers_from(brokers, bootstrap_file));
   }
   if (show->parsed()) {
     std::cout << topics::catalogue_json();

@@ -215,6 +215,8 @@ Result<long> s3_request(const S3Options& o, const std::string& method, const std
   std::FILE* f = nullptr;
   if (method == "HEAD") {
     curl_easy_setopt(c.get(), CURLOPT_NOBODY, 1L);
+  } else if (method == "DELETE") {
+    curl_easy_setopt(c.get(), CURLOPT_CUSTOMREQUEST, "DELETE");
   } else if (method == "GET") {
     f = std::fopen(body_file.c_str(), "wb");  // the object's bytes go to body_file
     if (!f) {
@@ -348,6 +350,53 @@ Result<std::string> write_named(const std::string& name, const std::string& byte
   return store_named(name, temp.string(), mime_type, local_root, s3);
 }
 
+namespace {
+
+// The object key of an s3://<bucket>/<key> URI in the configured bucket.
+Result<std::string> s3_key_of(const std::string& uri, const S3Options* s3) {
+  if (s3 == nullptr || s3->bucket.empty()) {
+    return Unexpected(Error::invalid("storage_uri " + uri + ": no S3 storage is configured"));
+  }
+  const std::string rest = uri.substr(5);
+  const size_t slash = rest.find('/');
+  if (slash == std::string::npos || rest.substr(0, slash) != s3->bucket) {
+    return Unexpected(Error::invalid("storage_uri " + uri + ": not in bucket " + s3->bucket));
+  }
+  return rest.substr(slash + 1);
+}
+
+}  // namespace
+
+Result<bool> remove_stored(const std::string& uri, const S3Options* s3) {
+  if (uri.starts_with("file://") || uri.starts_with("/")) {
+    std::error_code ec;
+    const bool removed = fs::remove(uri.starts_with("file://") ? uri.substr(7) : uri, ec);
+    if (ec) {
+      return Unexpected(Error::transient("remove " + uri + ": " + ec.message()));
+    }
+    return removed;
+  }
+  if (!uri.starts_with("s3://")) {
+    return Unexpected(Error::invalid("storage_uri " + uri + ": expected file:// or s3://"));
+  }
+  auto key = s3_key_of(uri, s3);
+  if (!key) {
+    return Unexpected(key.error());
+  }
+  auto status = s3_request(*s3, "DELETE", *key, "", kEmptySha256, "", nullptr);
+  if (!status) {
+    return Unexpected(status.error());
+  }
+  if (*status == 204 || *status == 200) {
+    return true;
+  }
+  if (*status == 404) {
+    return false;
+  }
+  const std::string what = "s3 DELETE " + uri + ": HTTP " + std::to_string(*status);
+  return Unexpected(*status >= 500 ? Error::transient(what) : Error::permanent(what));
+}
+
 Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3) {
   if (uri.starts_with("file://") || uri.starts_with("/")) {
     LocalObject o{uri.starts_with("file://") ? uri.substr(7) : uri, false};
@@ -360,18 +409,14 @@ Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3) {
   if (!uri.starts_with("s3://")) {
     return Unexpected(Error::invalid("storage_uri " + uri + ": expected file:// or s3://"));
   }
-  if (s3 == nullptr || s3->bucket.empty()) {
-    return Unexpected(Error::invalid("storage_uri " + uri + ": no S3 storage is configured"));
-  }
-  const std::string rest = uri.substr(5);
-  const size_t slash = rest.find('/');
-  if (slash == std::string::npos || rest.substr(0, slash) != s3->bucket) {
-    return Unexpected(Error::invalid("storage_uri " + uri + ": not in bucket " + s3->bucket));
+  auto key = s3_key_of(uri, s3);
+  if (!key) {
+    return Unexpected(key.error());
   }
   std::error_code ec;
   fs::create_directories(s3->staging_dir, ec);
   LocalObject o{s3->staging_dir + "/get-" + crypto::random_hex(8), true};
-  auto status = s3_request(*s3, "GET", rest.substr(slash + 1), o.path, kEmptySha256, "", nullptr);
+  auto status = s3_request(*s3, "GET", *key, o.path, kEmptySha256, "", nullptr);
   if (!status || *status != 200) {
     fs::remove(o.path, ec);
     if (!status) {

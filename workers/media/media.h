@@ -83,6 +83,8 @@ struct LocalObject {
   bool temporary = false;
 };
 Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3);
+// Deletes a stored object (erasure, the sweeper): true if it was there, false if already gone.
+Result<bool> remove_stored(const std::string& uri, const S3Options* s3);
 
 // Writes bytes as a named object beside the media (reports): <local_root>/<name>, or, with s3,
 // <prefix><name> in the bucket. Returns the object's URI (file://... or s3://...).

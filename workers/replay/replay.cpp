@@ -1,8 +1,10 @@
 #include "workers/replay/replay.h"
 
+#include <algorithm>
 #include <charconv>
 #include <ctime>
 #include <future>
+#include <map>
 
 #include "common/clock.h"
 #include "common/consumer_loop.h"
@@ -282,5 +284,39 @@ Expected<int64_t, std::string> parse_time(const std::string& text, int64_t now_m
                     "' is not a time: use 30m/2h/7d (ago), epoch milliseconds, or "
                     "2026-11-22T10:00:00Z");
 }
+
+nlohmann::json stats(const Scan& scan, const Filter& filter, int64_t now_ms) {
+  std::map<std::string, int64_t> by_class, by_worker, by_topic;
+  std::map<std::string, int64_t> by_age = {{"<1h", 0}, {"1h-24h", 0}, {"1d-7d", 0}, {">7d", 0}};
+  int64_t total = 0;
+  int64_t oldest = 0;
+  int64_t newest = 0;
+  int64_t failed_again = 0;
+  for (const auto& e : scan.entries) {
+    if (!filter.matches(e.letter)) {
+      continue;
+    }
+    const auto& d = e.letter;
+    ++total;
+    ++by_class[d.error_class];
+    ++by_worker[d.worker + "/" + d.stage];
+    ++by_topic[d.original_topic];
+    const int64_t h = (now_ms - d.last_failure_ms) / 3600000;
+    ++by_age[h < 1 ? "<1h" : h < 24 ? "1h-24h" : h < 168 ? "1d-7d" : ">7d"];
+    failed_again += d.replay_count > 0 ? 1 : 0;
+    oldest = oldest == 0 ? d.last_failure_ms : std::min(oldest, d.last_failure_ms);
+    newest = std::max(newest, d.last_failure_ms);
+  }
+  return {{"total", total},
+          {"oldest_ms", total > 0 ? nlohmann::json(oldest) : nlohmann::json()},
+          {"newest_ms", total > 0 ? nlohmann::json(newest) : nlohmann::json()},
+          {"failed_again", failed_again},
+          {"by_error_class", by_class},
+          {"by_worker", by_worker},
+          {"by_original_topic", by_topic},
+          {"by_age", by_age},
+          {"not_dead_letters", scan.malformed.size()}};
+}
+
 
 }  // namespace wafleet::replay

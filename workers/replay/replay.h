@@ -56,6 +56,11 @@ struct Scan {
 Result<Scan> scan(const kafka::ClientConfig& config, const std::string& topic,
                   std::chrono::milliseconds timeout);
 
+// Counts of a scan's dead letters that match the filter: total, oldest_ms, newest_ms,
+// failed_again (replayed before), by_error_class, by_worker (worker/stage), by_original_topic,
+// by_age (<1h, 1h-24h, 1d-7d, >7d), not_dead_letters. `wafleet dlq stats`, GET /v1/dlq/stats.
+nlohmann::json stats(const Scan& scan, const Filter& filter, int64_t now_ms);
+
 struct Options {
   std::string dlq_topic = "wa.dlq";
   std::string parking_topic = "wa.dlq.parked";

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/crypto.h"
+
 namespace wafleet::sender {
 namespace {
 
@@ -152,12 +154,17 @@ Result<std::optional<std::string>> Conversations::refusal(const Request& r, int6
   }
   const std::string prefix = "{" + r.phone_number_id + "}:";
   const std::string id = id_of(r);
-  auto got = redis_.pipeline({{"GET", "snd:win:" + prefix + id}, {"GET", "snd:optout:" + prefix + id}});
+  std::vector<redis::Command> reads = {{"GET", "snd:win:" + prefix + id},
+                                       {"GET", "snd:optout:" + prefix + id}};
+  if (!options_.suppression_salt.empty()) {
+    reads.push_back({"GET", "snd:optout:" + prefix + "#" + crypto::hmac_sha256_hex(options_.suppression_salt, id)});
+  }
+  auto got = redis_.pipeline(reads);
   if (!got) {
     return Unexpected(got.error());
   }
   const auto& win = (*got)[0];
-  const auto& optout = (*got)[1];
+  const auto& optout = (*got)[1].type == redis::Reply::Type::kString || got->size() < 3 ? (*got)[1] : (*got)[2];
   int64_t last_inbound = -1;
   if (win.type == redis::Reply::Type::kString) {
     try {

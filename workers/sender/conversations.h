@@ -25,6 +25,9 @@ struct PolicyOptions {
   std::vector<std::string> stop_keywords = {"STOP", "UNSUBSCRIBE", "STOP ALL", "CANCEL",
                                             "END", "QUIT", "OPT OUT", "OPTOUT"};
   int64_t window_ms = 24LL * 3600 * 1000;
+  // WAFLEET_SUPPRESSION_SALT: a forgotten person's opt-out is kept as
+  // snd:optout:{number}:#<HMAC-SHA256(salt, id)> (workers/erasure/); "" checks clear keys only.
+  std::string suppression_salt;
   int64_t status_ttl_ms = 30LL * 24 * 3600 * 1000;
 };
 

@@ -34,6 +34,8 @@ std::vector<config::Option> own_options() {
                                   "templates/bulk to people who opted out"},
       {"stop-keywords", "STOP,UNSUBSCRIBE,STOP ALL,CANCEL,END,QUIT,OPT OUT,OPTOUT",
        "inbound texts that opt a person out (case-insensitive, whole message)"},
+      {"suppression-salt", "", "salt of the hashed opt-outs of forgotten people (the same as "
+                               "wafleet forget's)", true, false},
       {"max-queued", "2000", "outbound requests read ahead into the per-person queues"},
       {"upload-timeout-ms", "120000", "longest one upload of stored media to Meta may take"},
       {"window-grace-ms", "30000", "after start, a free-form message to someone not seen writing "
@@ -388,6 +390,7 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
   }
   c.max_queued = static_cast<size_t>(std::max<int64_t>(1, max_queued));
   c.policy.stop_keywords = worker::split_list(s.get("stop-keywords"));
+  c.policy.suppression_salt = s.get("suppression-salt");
   c.retry.max_attempts = static_cast<int>(s.get_int("attempts", errors));
   if (c.retry.max_attempts < 1) {
     errors.push_back("WAFLEET_ATTEMPTS: must be at least 1");
