@@ -9,6 +9,9 @@
 #include "tests/support/services.h"
 #include "topics/topics.h"
 #include "workers/api/api.h"
+#include "workers/api/contacts.h"
+#include "workers/sender/conversations.h"
+#include "workers/sender/request.h"
 #include "workers/store/db.h"
 #include "workers/store/record.h"
 
@@ -270,6 +273,61 @@ TEST_F(ApiRoutes, AContactIsReadSetAndDeletedByAnyOfItsIds) {
   EXPECT_EQ(call(bhttp::verb::get, "/v1/contacts/15550100009").result_int(), 404u);
   EXPECT_EQ(call(bhttp::verb::delete_, "/v1/contacts/15550100009").result_int(), 404u);
   EXPECT_EQ(call(bhttp::verb::post, "/v1/contacts/447700900001").result_int(), 405u);
+}
+
+TEST_F(ApiRoutes, TheSenderFollowsTheContactsAllowlistAndOptInAsTheApiSetsThem) {
+  test::RedisServer redis_server;
+  redis::RedisClient redis(redis_server.options());
+  auto as_api = [&](bhttp::verb method, const std::string& target, const std::string& body) {
+    http::Request req{method, target, 11};
+    req.set(bhttp::field::authorization, "Bearer " + kKey);
+    req.body() = body;
+    req.prepare_payload();
+    Session session{*reader_, *conn_, &redis};
+    return api_->handle(req, session);
+  };
+  auto promo = [](const std::string& to, bool bulk) {
+    Json j = {{"request_id", "promo-" + to}, {"phone_number_id", "111"}, {"to", to}, {"type", "template"},
+              {"template", {{"name", "spring_sale"}, {"language", {{"code", "en"}}}}}};
+    if (bulk) {
+      j["priority"] = "bulk";
+    }
+    auto r = sender::parse_request(j);
+    EXPECT_TRUE(r) << r.error();
+    return *r;
+  };
+  sender::PolicyOptions allowlist;
+  allowlist.allowlist_mode = true;
+  sender::Conversations test_numbers(redis, allowlist);
+  sender::PolicyOptions opt_in;
+  opt_in.require_opt_in = "bulk";
+  sender::Conversations campaigns(redis, opt_in);
+  auto refused = [](sender::Conversations& c, const sender::Request& r) {
+    auto no = c.refusal(r, 1);
+    EXPECT_TRUE(no) << no.error().message;
+    return no && no->has_value() ? **no : std::string();
+  };
+  EXPECT_NE(refused(test_numbers, promo("447700900001", false)).find("allowlist mode"), std::string::npos);
+  ASSERT_EQ(as_api(bhttp::verb::put, "/v1/contacts/447700900001", R"({"allowlisted":true})").result_int(), 200u);
+  EXPECT_EQ(refused(test_numbers, promo("447700900001", false)), "");
+  EXPECT_NE(refused(test_numbers, promo("447700900012", false)).find("allowlist mode"), std::string::npos);
+  // Campaign messages need opt-in; a template outside a campaign does not (require_opt_in=bulk).
+  EXPECT_NE(refused(campaigns, promo("447700900001", true)).find("opt-in"), std::string::npos);
+  EXPECT_EQ(refused(campaigns, promo("447700900001", false)), "");
+  ASSERT_EQ(as_api(bhttp::verb::put, "/v1/contacts/447700900001", R"({"opt_in":true})").result_int(), 200u);
+  EXPECT_EQ(refused(campaigns, promo("447700900001", true)), "");
+  // Deleting the contact takes the flags away from the sender too.
+  ASSERT_EQ(as_api(bhttp::verb::delete_, "/v1/contacts/447700900001", "").result_int(), 204u);
+  EXPECT_NE(refused(test_numbers, promo("447700900001", false)).find("allowlist mode"), std::string::npos);
+  EXPECT_NE(refused(campaigns, promo("447700900001", true)).find("opt-in"), std::string::npos);
+  // A Redis that lost them gets them back from the record (the API does this at start).
+  ASSERT_EQ(as_api(bhttp::verb::put, "/v1/contacts/447700900012", R"({"allowlisted":true})").result_int(), 200u);
+  ASSERT_TRUE(redis.command({"FLUSHALL"}));
+  EXPECT_NE(refused(test_numbers, promo("447700900012", false)).find("allowlist mode"), std::string::npos);
+  auto n = mirror_all(*conn_, redis);
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(*n, 1);
+  EXPECT_EQ(refused(test_numbers, promo("447700900012", false)), "");
 }
 
 TEST_F(ApiRoutes, APersonIsErasedOverTheApiAndTheErasureIsAudited) {

@@ -227,15 +227,39 @@ http::Response Api::contacts(const http::Request& req, Session& session, const s
     if (!c) {
       return from_error(req, c.error());
     }
+    if (session.redis != nullptr) {
+      if (auto st = mirror(*session.redis, *c); !st) {
+        log::warn("api.contact_mirror_failed", {{"error", st.error().message}});
+        return error_response(req, 503, "unavailable",
+                              "stored, but the sender's copy in Redis was not written; repeat the request");
+      }
+    }
     return json_response(req, 200, *c);
   }
   if (method == bhttp::verb::delete_) {
+    // The sender's copy goes first: a failure there leaves both as they were.
+    auto known = contacts.get(id);
+    if (!known) {
+      return from_error(req, known.error());
+    }
+    if (!*known) {
+      return error_response(req, 404, "not_found", "no contact with that id");
+    }
+    if (session.redis != nullptr) {
+      Json cleared = **known;
+      cleared["allowlisted"] = false;
+      cleared["opt_in"] = false;
+      if (auto st = mirror(*session.redis, cleared); !st) {
+        log::warn("api.contact_mirror_failed", {{"error", st.error().message}});
+        return error_response(req, 503, "unavailable", "the sender's copy in Redis was not written; nothing changed");
+      }
+    }
     auto gone = contacts.remove(id);
     if (!gone) {
       return from_error(req, gone.error());
     }
-    if (!*gone) {
-      return error_response(req, 404, "not_found", "no contact with that id");
+    if (session.redis != nullptr) {
+      (void)unmirror(*session.redis, *gone);  // flags already cleared above
     }
     return http::make_response(req, 204, "");
   }

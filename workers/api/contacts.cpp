@@ -128,13 +128,95 @@ ON CONFLICT (id) DO UPDATE SET
   return **got;
 }
 
-Result<bool> Contacts::remove(const std::string& raw_id) {
+Result<std::vector<std::string>> Contacts::remove(const std::string& raw_id) {
   const std::string id = erasure::normalize_identity(raw_id);
-  auto r = db_.exec("DELETE FROM contacts WHERE id = $1 OR wa_id = $1 OR user_id = $1", {id});
+  auto r = db_.exec("DELETE FROM contacts WHERE id = $1 OR wa_id = $1 OR user_id = $1 "
+                    "RETURNING id, wa_id, user_id",
+                    {id});
   if (!r) {
     return Unexpected(r.error());
   }
-  return r->affected() > 0;
+  std::vector<std::string> ids;
+  for (int i = 0; i < r->size(); ++i) {
+    for (int c = 0; c < 3; ++c) {
+      if (!r->null(i, c)) {
+        ids.emplace_back(r->text(i, c));
+      }
+    }
+  }
+  return ids;
+}
+
+namespace {
+
+std::vector<std::string> ids_of(const Json& contact) {
+  std::vector<std::string> ids;
+  for (const char* f : {"id", "wa_id", "user_id"}) {
+    if (contact.contains(f) && contact[f].is_string()) {
+      ids.push_back(contact[f].get<std::string>());
+    }
+  }
+  return ids;
+}
+
+Status run(redis::RedisClient& redis, const std::vector<redis::Command>& cmds) {
+  if (cmds.empty()) {
+    return {};
+  }
+  auto r = redis.pipeline(cmds);
+  if (!r) {
+    return Unexpected(r.error());
+  }
+  for (const auto& reply : *r) {
+    if (reply.is_error()) {
+      return Unexpected(Error::transient("redis: " + reply.str));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Status mirror(redis::RedisClient& redis, const Json& contact) {
+  std::vector<redis::Command> cmds;
+  for (const auto& id : ids_of(contact)) {
+    cmds.push_back({"HSET", "snd:contact:" + id, "allowlisted",
+                    contact.value("allowlisted", false) ? "1" : "0", "opt_in",
+                    contact.value("opt_in", false) ? "1" : "0"});
+  }
+  return run(redis, cmds);
+}
+
+Status unmirror(redis::RedisClient& redis, const std::vector<std::string>& ids) {
+  std::vector<redis::Command> cmds;
+  for (const auto& id : ids) {
+    cmds.push_back({"DEL", "snd:contact:" + id});
+  }
+  return run(redis, cmds);
+}
+
+Result<int64_t> mirror_all(pg::Connection& db, redis::RedisClient& redis) {
+  auto r = db.exec("SELECT id, wa_id, user_id, opt_in, allowlisted FROM contacts "
+                   "WHERE opt_in OR allowlisted");
+  if (!r) {
+    return Unexpected(r.error());
+  }
+  std::vector<redis::Command> cmds;
+  for (int i = 0; i < r->size(); ++i) {
+    for (int c = 0; c < 3; ++c) {
+      if (!r->null(i, c)) {
+        cmds.push_back({"HSET", "snd:contact:" + std::string(r->text(i, c)), "allowlisted",
+                        r->text(i, 4) == "t" ? "1" : "0", "opt_in", r->text(i, 3) == "t" ? "1" : "0"});
+      }
+    }
+    if (cmds.size() >= 1000 || i + 1 == r->size()) {
+      if (Status st = run(redis, cmds); !st) {
+        return Unexpected(st.error());
+      }
+      cmds.clear();
+    }
+  }
+  return static_cast<int64_t>(r->size());
 }
 
 }  // namespace wafleet::api

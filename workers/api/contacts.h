@@ -7,8 +7,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <vector>
+
 #include "common/error.h"
 #include "common/pg.h"
+#include "common/redis.h"
 
 namespace wafleet::api {
 
@@ -30,11 +33,19 @@ class Contacts {
   Result<std::optional<nlohmann::json>> get(const std::string& id);
   // Creates the contact when it is new; returns it as GET would.
   Result<nlohmann::json> put(const std::string& id, const ContactChange& change);
-  // false: nobody by that id.
-  Result<bool> remove(const std::string& id);
+  // Every id the removed contact had (phone digits, BSUID); empty: nobody by that id.
+  Result<std::vector<std::string>> remove(const std::string& id);
 
  private:
   pg::Connection& db_;
 };
+
+// The sender reads a contact's flags from Redis (snd:contact:<id>: allowlisted, opt_in "1"/"0"),
+// one hash per id it may be addressed by. The API writes them with every change and all of
+// them at start (a Redis that lost them is refilled by a restart of the API).
+Status mirror(redis::RedisClient& redis, const nlohmann::json& contact);
+Status unmirror(redis::RedisClient& redis, const std::vector<std::string>& ids);
+// Every contact with a flag set; returns how many.
+Result<int64_t> mirror_all(pg::Connection& db, redis::RedisClient& redis);
 
 }  // namespace wafleet::api

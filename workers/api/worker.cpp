@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/pg.h"
 #include "topics/topics.h"
+#include "workers/api/contacts.h"
 #include "workers/replay/replay.h"
 
 namespace wafleet::api {
@@ -88,6 +89,7 @@ class ApiCore : public worker::Core {
   }
 
   Status run(worker::Context& ctx) override {
+    mirror_contacts();
     for (int i = 0; i < c_.db_connections; ++i) {
       threads_.emplace_back([this] { serve(); });
     }
@@ -121,6 +123,22 @@ class ApiCore : public worker::Core {
     so.body_limit = c.limits.max_body_bytes + 1024;
     so.server_name = "wafleet-api";
     return so;
+  }
+
+  // The contacts' flags into Redis for the sender (allowlist mode, opt-in): a Redis that lost
+  // them gets them back with a restart of the API.
+  void mirror_contacts() {
+    pg::Options o;
+    o.url = c_.database_url;
+    o.application_name = "wafleet-api";
+    auto db = pg::Connection::connect(o);
+    redis::RedisClient redis(redis_options_);
+    auto n = db ? mirror_all(**db, redis) : Result<int64_t>(Unexpected(db.error()));
+    if (!n) {
+      log::warn("api.contacts_not_mirrored", {{"error", n.error().message}});
+      return;
+    }
+    log::info("api.contacts_mirrored", {{"contacts", *n}});
   }
 
   void enqueue(http::Request&& req, http::Responder respond) {

@@ -251,6 +251,9 @@ Result<Report> Eraser::forget(const std::string& raw_identity, int64_t now_ms) {
       cmds.push_back({"DEL", "snd:win:{" + n + "}:" + id});
     }
   }
+  for (const auto& id : ids) {
+    cmds.push_back({"DEL", "snd:contact:" + id});  // the contact's flags, mirrored for the sender
+  }
   for (const auto& [where, why] : optouts) {
     cmds.push_back({"SET", optout_key(where.first, "#" + suppression_hash(options_.salt, where.second)), why});
     cmds.push_back({"DEL", optout_key(where.first, where.second)});

@@ -156,15 +156,41 @@ Result<std::optional<std::string>> Conversations::refusal(const Request& r, int6
   const std::string id = id_of(r);
   std::vector<redis::Command> reads = {{"GET", "snd:win:" + prefix + id},
                                        {"GET", "snd:optout:" + prefix + id}};
-  if (!options_.suppression_salt.empty()) {
-    reads.push_back({"GET", "snd:optout:" + prefix + "#" + crypto::hmac_sha256_hex(options_.suppression_salt, id)});
+  reads.push_back({"GET", "snd:optout:" + prefix + "#" +
+                             (options_.suppression_salt.empty()
+                                  ? std::string("-")  // no salt: no hashed opt-outs to find
+                                  : crypto::hmac_sha256_hex(options_.suppression_salt, id))});
+  const bool needs_opt_in = (options_.require_opt_in == "templates" && !r.free_form) ||
+                            (options_.require_opt_in != "off" && r.priority == Priority::kBulk);
+  if (options_.allowlist_mode || needs_opt_in) {
+    reads.push_back({"HMGET", "snd:contact:" + id, "allowlisted", "opt_in"});
   }
   auto got = redis_.pipeline(reads);
   if (!got) {
     return Unexpected(got.error());
   }
   const auto& win = (*got)[0];
-  const auto& optout = (*got)[1].type == redis::Reply::Type::kString || got->size() < 3 ? (*got)[1] : (*got)[2];
+  const auto& optout = (*got)[1].type == redis::Reply::Type::kString ? (*got)[1] : (*got)[2];
+  if (got->size() > 3) {
+    const auto& flags = (*got)[3].elements;
+    auto set = [&](size_t i) {
+      return flags.size() > i && flags[i].type == redis::Reply::Type::kString && flags[i].str == "1";
+    };
+    if (options_.allowlist_mode && !set(0)) {
+      return std::optional<std::string>(
+          "allowlist mode: this person is not allowlisted (PUT /v1/contacts/{id} "
+          "{\"allowlisted\": true})");
+    }
+    if (needs_opt_in && !set(1)) {
+      return std::optional<std::string>(
+          "no WhatsApp opt-in recorded for this person, and " +
+          std::string(r.priority == Priority::kBulk ? "campaign messages" : "templates") +
+          " need one (PUT /v1/contacts/{id} {\"opt_in\": true})");
+    }
+  }
+  if (!options_.enforce_window) {
+    return std::optional<std::string>();
+  }
   int64_t last_inbound = -1;
   if (win.type == redis::Reply::Type::kString) {
     try {

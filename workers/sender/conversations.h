@@ -28,6 +28,12 @@ struct PolicyOptions {
   // WAFLEET_SUPPRESSION_SALT: a forgotten person's opt-out is kept as
   // snd:optout:{number}:#<HMAC-SHA256(salt, id)> (workers/erasure/); "" checks clear keys only.
   std::string suppression_salt;
+  // The contacts' flags, mirrored by wafleet-api into snd:contact:<id> (allowlisted, opt_in).
+  // Allowlist mode: only allowlisted people receive anything (test numbers). Opt-in: "bulk"
+  // (campaign messages) or "templates" (every template) need WhatsApp opt-in; "off" neither.
+  bool allowlist_mode = false;
+  bool enforce_window = true;  // the 24-hour window and opt-outs (WAFLEET_ENFORCE_WINDOW)
+  std::string require_opt_in = "off";
   int64_t status_ttl_ms = 30LL * 24 * 3600 * 1000;
 };
 

@@ -36,6 +36,9 @@ std::vector<config::Option> own_options() {
        "inbound texts that opt a person out (case-insensitive, whole message)"},
       {"suppression-salt", "", "salt of the hashed opt-outs of forgotten people (the same as "
                                "wafleet forget's)", true, false},
+      {"allowlist-mode", "false", "only allowlisted contacts receive anything (test numbers)"},
+      {"require-opt-in", "off", "off, bulk (campaign messages) or templates (every template): "
+                                "these need the contact's WhatsApp opt-in"},
       {"max-queued", "2000", "outbound requests read ahead into the per-person queues"},
       {"upload-timeout-ms", "120000", "longest one upload of stored media to Meta may take"},
       {"window-grace-ms", "30000", "after start, a free-form message to someone not seen writing "
@@ -67,7 +70,9 @@ class SenderCore : public worker::Core, private kafka::RebalanceListener {
         conversations_(ctx.redis(), c.policy),
         inbound_side_(policy_redis_, c.policy),
         core_(c.graph, ctx.redis(), limiter_, [&ctx] { return ctx.stopping(); },
-              c.enforce_window ? &conversations_ : nullptr),
+              c.enforce_window || c.policy.allowlist_mode || c.policy.require_opt_in != "off"
+                  ? &conversations_
+                  : nullptr),
         outcomes_(prometheus::BuildCounter()
                       .Name("wafleet_sender_outcomes_total")
                       .Help("requests by outcome")
@@ -384,6 +389,7 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
     errors.push_back("rate limits: number-rate, pair-interval-ms > 0; bursts >= 1");
   }
   c.enforce_window = s.get_bool("enforce-window", errors);
+  c.policy.enforce_window = c.enforce_window;
   const int64_t max_queued = s.get_int("max-queued", errors);
   if (max_queued < 1) {
     errors.push_back("WAFLEET_MAX_QUEUED: must be at least 1");
@@ -391,6 +397,12 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
   c.max_queued = static_cast<size_t>(std::max<int64_t>(1, max_queued));
   c.policy.stop_keywords = worker::split_list(s.get("stop-keywords"));
   c.policy.suppression_salt = s.get("suppression-salt");
+  c.policy.allowlist_mode = s.get_bool("allowlist-mode", errors);
+  c.policy.require_opt_in = s.get("require-opt-in");
+  if (c.policy.require_opt_in != "off" && c.policy.require_opt_in != "bulk" &&
+      c.policy.require_opt_in != "templates") {
+    errors.push_back("WAFLEET_REQUIRE_OPT_IN: off, bulk or templates");
+  }
   c.retry.max_attempts = static_cast<int>(s.get_int("attempts", errors));
   if (c.retry.max_attempts < 1) {
     errors.push_back("WAFLEET_ATTEMPTS: must be at least 1");
