@@ -3,6 +3,8 @@
 // keys, the rate limit and the one error format.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.h"
@@ -369,6 +371,85 @@ TEST_F(ApiRoutes, DeadLetterCountsComeFromTheirSource) {
   EXPECT_EQ(call(bhttp::verb::get, "/v1/dlq/stats").result_int(), 503u);
 }
 
+TEST_F(ApiRoutes, BulkJobsAreCheckedEstimatedCreatedCommandedAndReported) {
+  test::RedisServer redis_server;
+  redis::RedisClient redis(redis_server.options());
+  auto mock = kafka::MockCluster::create(1);
+  ASSERT_TRUE(mock.has_value());
+  ASSERT_TRUE((*mock)->create_topic(topics::kBulkCommands, 3));
+  const std::string brokers = (*mock)->bootstraps();
+  auto producer = kafka::Producer::create({brokers, "api-test", {}});
+  ASSERT_TRUE(producer);
+  auto as_api = [&](bhttp::verb method, const std::string& target, const std::string& body = "") {
+    http::Request req{method, target, 11};
+    req.set(bhttp::field::authorization, "Bearer " + kKey);
+    req.body() = body;
+    req.prepare_payload();
+    clock_ += std::chrono::seconds(1);
+    Session session{*reader_, *conn_, &redis};
+    return api_->handle(req, session);
+  };
+  EXPECT_EQ(as_api(bhttp::verb::get, "/v1/bulk/jobs").result_int(), 501u);
+  api_->enable_bulk(BulkJobs{bulk::Pacing{80, 1000, "default"}, producer->get()});
+  const Json job = {{"phone_number_id", "106540352242922"}, {"template", "spring_sale"}, {"language", "en_US"},
+                    {"name", "Spring"},
+                    {"recipients", {{{"to", "+44 7700 900001"}, {"body.1", "Ana"}},
+                                    {{"to", "447700900001"}, {"body.1", "Ana again"}},
+                                    {{"to", "not a number"}, {"body.1", "x"}},
+                                    {{"to", "+44 7700 900002"}, {"body.1", "Ben"}}}}};
+  Json dry = job;
+  dry["dry_run"] = true;
+  auto estimate = as_api(bhttp::verb::post, "/v1/bulk/jobs", dry.dump());
+  ASSERT_EQ(estimate.result_int(), 200u) << estimate.body();
+  EXPECT_EQ(body_of(estimate)["summary"]["people"], 2);
+  EXPECT_EQ(body_of(estimate)["summary"]["left_out_by_reason"]["duplicate"], 1);
+  EXPECT_EQ(body_of(estimate)["summary"]["left_out_by_reason"]["invalid_recipient"], 1);
+  EXPECT_EQ(body_of(as_api(bhttp::verb::get, "/v1/bulk/jobs"))["items"].size(), 0u);  // nothing created
+
+  auto created = as_api(bhttp::verb::post, "/v1/bulk/jobs", job.dump());
+  ASSERT_EQ(created.result_int(), 201u) << created.body();
+  const std::string id = body_of(created)["job"]["job_id"];
+  EXPECT_EQ(body_of(created)["job"]["state"], "PENDING");
+  EXPECT_EQ(body_of(created)["job"]["total"], 2);
+  auto got = as_api(bhttp::verb::get, "/v1/bulk/jobs/" + id);
+  ASSERT_EQ(got.result_int(), 200u);
+  EXPECT_EQ(body_of(got)["name"], "Spring");
+  EXPECT_EQ(as_api(bhttp::verb::post, "/v1/bulk/jobs/" + id + "/pause").result_int(), 202u);
+  EXPECT_EQ(as_api(bhttp::verb::post, "/v1/bulk/jobs/" + id + "/cancel").result_int(), 202u);
+  auto commands = test::consume_until(brokers, {topics::kBulkCommands}, [](const auto& rs) { return rs.size() >= 3; });
+  ASSERT_EQ(commands.size(), 3u);
+  std::multiset<std::string> verbs;
+  for (const auto& c : commands) {
+    EXPECT_EQ(c.key, id);
+    verbs.insert(Json::parse(c.value)["command"].get<std::string>());
+    EXPECT_EQ(Json::parse(c.value)["by"], "api:tests");
+  }
+  EXPECT_EQ(verbs, (std::multiset<std::string>{"create", "pause", "cancel"}));
+  auto report = as_api(bhttp::verb::get, "/v1/bulk/jobs/" + id + "/report?format=csv");
+  ASSERT_EQ(report.result_int(), 200u) << report.body();
+  EXPECT_NE(report.body().find("447700900002"), std::string::npos) << report.body();
+  EXPECT_NE(report.body().find("duplicate"), std::string::npos) << report.body();
+  EXPECT_EQ(as_api(bhttp::verb::get, "/v1/bulk/jobs/" + id + "/report").result_int(), 200u);
+
+  // Every mistake is named, and creates nothing.
+  Json both = job;
+  both["csv"] = "to\n447700900003\n";
+  Json unknown = job;
+  unknown["speed"] = "fast";
+  Json bad_number = job;
+  bad_number["phone_number_id"] = "my number";
+  for (const auto& bad : {both, unknown, bad_number}) {
+    auto r = as_api(bhttp::verb::post, "/v1/bulk/jobs", bad.dump());
+    EXPECT_EQ(r.result_int(), 422u) << bad.dump();
+    EXPECT_EQ(body_of(r)["error"]["code"], "invalid_request");
+  }
+  EXPECT_EQ(as_api(bhttp::verb::get, "/v1/bulk/jobs/bj_0000000000000000").result_int(), 404u);
+  EXPECT_EQ(as_api(bhttp::verb::get, "/v1/bulk/jobs/nope").result_int(), 404u);
+  EXPECT_EQ(as_api(bhttp::verb::post, "/v1/bulk/jobs/" + id + "/explode").result_int(), 404u);
+  EXPECT_EQ(as_api(bhttp::verb::get, "/v1/bulk/jobs/" + id + "/pause").result_int(), 405u);
+  EXPECT_EQ(body_of(as_api(bhttp::verb::get, "/v1/bulk/jobs"))["items"].size(), 1u);
+}
+
 TEST(ApiKeys, TheKeysFileNamesItsBadLine) {
   auto ok = parse_keys("# ops\nops " + crypto::sha256_hex("k") + "\n\n");
   ASSERT_TRUE(ok);
@@ -383,7 +464,9 @@ TEST(ApiDescription, IsOpenApi31WithEveryRouteThisApiServes) {
   ASSERT_TRUE(doc.is_object());
   EXPECT_EQ(doc["openapi"], "3.1.0");
   for (const char* p : {"/v1/messages", "/v1/messages/{id}", "/v1/conversations", "/v1/conversations/{key}/messages",
-                        "/v1/contacts/{id}", "/v1/people/{id}", "/v1/dlq/stats"}) {
+                        "/v1/contacts/{id}", "/v1/people/{id}", "/v1/dlq/stats", "/v1/bulk/jobs",
+                        "/v1/bulk/jobs/{id}", "/v1/bulk/jobs/{id}/pause", "/v1/bulk/jobs/{id}/resume",
+                        "/v1/bulk/jobs/{id}/cancel", "/v1/bulk/jobs/{id}/report"}) {
     EXPECT_TRUE(doc["paths"].contains(p)) << p;
   }
 }

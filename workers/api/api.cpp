@@ -357,6 +357,9 @@ http::Response Api::handle(const http::Request& req, Session& session) {
     }
     return contacts(req, session, id);
   }
+  if (path == "/v1/bulk/jobs" || path.rfind("/v1/bulk/jobs/", 0) == 0) {
+    return bulk_jobs(req, session, path, who);
+  }
   if (const std::string id = id_after(path, "/v1/people/"); !id.empty()) {
     return forget(req, session, id, who);
   }

@@ -17,7 +17,9 @@
 #include "common/error.h"
 #include "common/http_server.h"
 #include "common/redis.h"
+#include "common/kafka.h"
 #include "workers/api/query.h"
+#include "workers/bulk/control.h"
 #include "workers/erasure/erasure.h"
 
 namespace wafleet::api {
@@ -35,6 +37,7 @@ struct Limits {
   double requests_per_second = 50;  // per key
   double burst = 100;
   size_t max_body_bytes = 256 * 1024;
+  size_t max_bulk_body_bytes = 32 * 1024 * 1024;  // POST /v1/bulk/jobs: the recipient list
 };
 
 // Puts a request on wa.outbound (key, value) and waits for the acknowledgement.
@@ -56,6 +59,12 @@ struct Erasure {
   std::function<Status(const std::string& key, const std::string& value)> audit;
 };
 
+// /v1/bulk/jobs: the estimate's limits and the producer of wa.bulk.commands (needs Redis).
+struct BulkJobs {
+  bulk::Pacing pacing;
+  kafka::Producer* producer = nullptr;
+};
+
 // GET /v1/dlq/stats: the counts of replay::stats for wa.dlq and wa.dlq.parked.
 using DlqStats = std::function<Result<nlohmann::json>()>;
 
@@ -64,11 +73,14 @@ class Api {
   Api(std::vector<ApiKey> keys, Limits limits, Outbox outbox, Clock clock = nullptr);
   void enable_erasure(Erasure e) { erasure_ = std::move(e); }
   void enable_dlq_stats(DlqStats s) { dlq_stats_ = std::move(s); }
+  void enable_bulk(BulkJobs b) { bulk_ = b; }
   http::Response handle(const http::Request& req, Session& session);
 
  private:
   std::optional<http::Response> too_large(const http::Request& req) const;  // 413 past the limit
   http::Response contacts(const http::Request& req, Session& session, const std::string& id);
+  http::Response bulk_jobs(const http::Request& req, Session& session, const std::string& path,
+                           const std::string& who);
   http::Response forget(const http::Request& req, Session& session, const std::string& id,
                         const std::string& who);
   // The key's name, or "" when the header is missing or matches no key.
@@ -81,6 +93,7 @@ class Api {
   Clock clock_;
   std::optional<Erasure> erasure_;
   DlqStats dlq_stats_;
+  std::optional<BulkJobs> bulk_;
   struct Bucket {
     double tokens = 0;
     std::chrono::steady_clock::time_point at{};

@@ -35,6 +35,10 @@ std::vector<config::Option> own_options() {
       {"suppression-salt", "", "salt of the hashed opt-outs kept after erasure (the sender's "
                                "and wafleet forget's); unset: DELETE /v1/people answers 501", true, false},
       {"portfolio-id", "default", "the business portfolio whose 24-hour reach an erased person leaves"},
+      {"bulk-body-limit", "33554432", "largest POST /v1/bulk/jobs body (the recipient list) in bytes"},
+      {"number-rate", "70", "messages/s per number, for a bulk job's time estimate (the sender's)"},
+      {"portfolio-daily-limit", "250", "people per rolling 24 hours, for the estimate (the bulk "
+                                      "worker's; 0 or unlimited: none)"},
       {"dlq-stats-cache-ms", "10000", "GET /v1/dlq/stats reads the dead-letter topics at most this often"},
   };
 }
@@ -65,6 +69,7 @@ class ApiCore : public worker::Core {
       };
       api_.enable_erasure(std::move(e));
     }
+    api_.enable_bulk(BulkJobs{c.pacing, &ctx.producer()});
     const kafka::ClientConfig kc = ctx.kafka_config();
     const auto cache_ms = std::chrono::milliseconds(c.dlq_stats_cache_ms);
     api_.enable_dlq_stats([this, kc, cache_ms]() -> Result<nlohmann::json> {
@@ -120,7 +125,7 @@ class ApiCore : public worker::Core {
     so.host = c.listen.host;
     so.port = c.listen.port;
     so.threads = c.http_threads;
-    so.body_limit = c.limits.max_body_bytes + 1024;
+    so.body_limit = std::max(c.limits.max_body_bytes, c.limits.max_bulk_body_bytes) + 1024;
     so.server_name = "wafleet-api";
     return so;
   }
@@ -295,6 +300,15 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
   c.limits.requests_per_second = static_cast<double>(std::max<int64_t>(1, rate));
   c.limits.burst = static_cast<double>(std::max<int64_t>(1, burst));
   c.limits.max_body_bytes = static_cast<size_t>(std::max<int64_t>(1024, body));
+  const int64_t bulk_body = s.get_int("bulk-body-limit", errors);
+  if (bulk_body < 1024) {
+    errors.push_back("WAFLEET_BULK_BODY_LIMIT: at least 1024");
+  }
+  c.limits.max_bulk_body_bytes = static_cast<size_t>(std::max<int64_t>(1024, bulk_body));
+  c.pacing.number_rate = static_cast<double>(s.get_int("number-rate", errors));
+  const std::string daily = s.get("portfolio-daily-limit");
+  c.pacing.daily_limit = daily == "unlimited" ? 0 : s.get_int("portfolio-daily-limit", errors);
+  c.pacing.portfolio = s.get("portfolio-id");
   c.suppression_salt = s.get("suppression-salt");
   c.portfolio_id = s.get("portfolio-id");
   c.dlq_stats_cache_ms = s.get_int("dlq-stats-cache-ms", errors);
@@ -307,7 +321,7 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
 static worker::Plan make_plan(const config::Settings& s, std::vector<std::string>& errors) {
   const WorkerConfig c = parse_config(s, errors);
   worker::Plan plan;
-  plan.wiring.produces = {topics::kOutbound, topics::kPrivacyAudit};
+  plan.wiring.produces = {topics::kOutbound, topics::kPrivacyAudit, topics::kBulkCommands};
   plan.wiring.redis = true;  // erasure
   plan.wiring.producer.linger_ms = 0;
   plan.started = {{"listen", c.listen.host + ":" + std::to_string(c.listen.port)},

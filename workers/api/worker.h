@@ -22,6 +22,7 @@ struct WorkerConfig {
   int queue_max = 1000;    // beyond it: 503 at once
   std::string suppression_salt;  // "" : no erasure over the API
   std::string portfolio_id = "default";
+  bulk::Pacing pacing;  // a bulk job's estimate
   int64_t dlq_stats_cache_ms = 10000;
 };
 

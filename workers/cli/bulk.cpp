@@ -11,6 +11,7 @@
 #include "common/consumer_loop.h"
 #include "common/redis.h"
 #include "topics/topics.h"
+#include "workers/bulk/control.h"
 #include "workers/bulk/job.h"
 #include "workers/bulk/store.h"
 
@@ -37,95 +38,46 @@ int64_t env_int(const char* name, int64_t fallback) {
   }
 }
 
-// Meta's Graph ids are digits.
-bool digits(const std::string& s) {
-  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+bulk::Pacing pacing_from_env() {
+  bulk::Pacing p;
+  p.number_rate = static_cast<double>(env_int("WAFLEET_NUMBER_RATE", 70));
+  p.daily_limit = env_int("WAFLEET_PORTFOLIO_DAILY_LIMIT", 250);
+  p.portfolio = env_or("WAFLEET_PORTFOLIO_ID", "default");
+  return p;
 }
 
 int create(const BulkArgs& a, bulk::Store& store, const std::string& brokers) {
-  std::vector<std::string> problems;
   bulk::JobSpec spec;
-  spec.id = bulk::new_job_id();
-  spec.name = a.name.empty() ? a.template_name : a.name;
+  spec.name = a.name;
   spec.phone_number_id = a.phone_number_id;
   spec.template_name = a.template_name;
   spec.language = a.language;
   spec.category = a.category;
   spec.quiet_hours = a.quiet_hours;
-  if (!digits(spec.phone_number_id)) {
-    problems.push_back("--phone-number-id: expected Meta's phone number id (digits)");
-  }
-  if (spec.template_name.empty() || spec.template_name.size() > 512) {
-    problems.push_back("--template: the approved template's name");
-  }
-  if (spec.language.empty() || spec.language.size() > 15) {
-    problems.push_back("--language: a template language code such as en_US");
-  }
-  if (spec.category != "marketing" && spec.category != "utility" && spec.category != "authentication") {
-    problems.push_back("--category: marketing, utility or authentication");
-  }
-  if (!a.schedule.empty()) {
-    auto at = bulk::parse_iso8601(a.schedule);
-    if (!at) {
-      problems.push_back("--schedule: " + at.error());
-    } else {
-      spec.schedule_ms = *at;
-    }
-  }
-  if (!spec.quiet_hours.empty()) {
-    if (auto q = bulk::parse_quiet_hours(spec.quiet_hours); !q) {
-      problems.push_back("--quiet-hours: " + q.error());
-    }
-  }
+  std::vector<std::string> problems = bulk::check_spec(spec, a.schedule);
   std::ifstream in(a.file, std::ios::binary);
   if (!in) {
-    problems.push_back("--file: cannot read " + a.file);
+    problems.push_back("file: cannot read " + a.file);
   }
   if (!problems.empty()) {
-    for (const auto& p : problems) {
-      std::cerr << "wafleet bulk create: " << p << "\n";
+    for (auto p : problems) {
+      for (size_t i = 0; i < p.size() && p[i] != ':'; ++i) {
+        p[i] = p[i] == '_' ? '-' : p[i];  // the flag's name: --phone-number-id
+      }
+      std::cerr << "wafleet bulk create: --" << p << "\n";
     }
     return 2;
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  auto table = bulk::read_table(ss.str());
-  if (!table) {
-    std::cerr << "wafleet bulk create: " << a.file << ": " << table.error() << "\n";
-    return 2;
+  auto prepared = bulk::prepare(store, spec, ss.str(), pacing_from_env(), wall_clock_ms());
+  if (!prepared) {
+    std::cerr << "wafleet bulk create: "
+              << (prepared.error().kind == ErrorKind::kInvalidInput ? a.file + ": " : std::string("redis: "))
+              << prepared.error().message << "\n";
+    return prepared.error().kind == ErrorKind::kInvalidInput ? 2 : 1;
   }
-  bulk::Validated v = bulk::validate(*table, spec);
-  // People on the suppression list (STOP, 131050) are left out now, and checked again at send.
-  std::vector<bulk::Recipient> keep;
-  constexpr size_t kBatch = 1000;
-  for (size_t i = 0; i < v.recipients.size(); i += kBatch) {
-    std::vector<std::string> who;
-    for (size_t k = i; k < std::min(v.recipients.size(), i + kBatch); ++k) {
-      who.push_back(v.recipients[k].identity());
-    }
-    auto opted = store.opted_out(spec.phone_number_id, who);
-    if (!opted) {
-      std::cerr << "wafleet bulk create: redis: " << opted.error().message << "\n";
-      return 1;
-    }
-    for (size_t k = 0; k < who.size(); ++k) {
-      auto& r = v.recipients[i + k];
-      if ((*opted)[k]) {
-        v.rejected.push_back({r.line, r.identity(), "opted_out", "the person asked to stop (STOP or 131050)"});
-        ++v.rejected_by_reason["opted_out"];
-      } else {
-        keep.push_back(std::move(r));
-      }
-    }
-  }
-  v.recipients = std::move(keep);
-
-  const double rate = static_cast<double>(env_int("WAFLEET_NUMBER_RATE", 70));
-  const int64_t limit = env_int("WAFLEET_PORTFOLIO_DAILY_LIMIT", 250);
-  const std::string portfolio = env_or("WAFLEET_PORTFOLIO_ID", "default");
-  auto reached = store.reached(portfolio, wall_clock_ms(), 24LL * 3600 * 1000);
-  const int64_t left = limit <= 0 ? 0 : limit - (reached ? *reached : 0);
-  const auto est = bulk::estimate(v.recipients.size(), rate, limit, left);
+  const bulk::Validated& v = prepared->validated;
   std::ostream& out = a.dry_run ? std::cout : std::cerr;
   out << (a.dry_run ? "dry run: nothing was created\n" : "");
   out << "rows            " << v.rows << "\n"
@@ -134,7 +86,7 @@ int create(const BulkArgs& a, bulk::Store& store, const std::string& brokers) {
   for (const auto& [reason, n] : v.rejected_by_reason) {
     out << "  " << std::left << std::setw(18) << reason << n << "\n";
   }
-  out << "time            " << est.text << "\n";
+  out << "time            " << prepared->estimate.text << "\n";
   if (a.dry_run) {
     size_t shown = 0;
     for (const auto& r : v.rejected) {
@@ -157,19 +109,11 @@ int create(const BulkArgs& a, bulk::Store& store, const std::string& brokers) {
     std::cerr << "wafleet bulk create: " << producer.error().message << "\n";
     return 1;
   }
-  if (auto st = store.create(spec, v, wall_clock_ms()); !st) {
-    std::cerr << "wafleet bulk create: redis: " << st.error().message << "\n";
+  if (auto st = bulk::launch(store, **producer, *prepared, env_or("USER", "cli"), wall_clock_ms()); !st) {
+    std::cerr << "wafleet bulk create: " << st.error().message << "\n";
     return 1;
   }
-  const Json cmd = {{"command", "create"}, {"job_id", spec.id}, {"by", env_or("USER", "cli")},
-                    {"at_ms", wall_clock_ms()}};
-  if (auto st = kafka::produce_and_wait(**producer, topics::kBulkCommands, spec.id, cmd.dump()); !st) {
-    std::cerr << "wafleet bulk create: the job is stored as PENDING but its create command did "
-                 "not reach wa.bulk.commands (" << st.error().message
-              << "); start it with `wafleet bulk resume " << spec.id << "` once Kafka answers\n";
-    return 1;
-  }
-  std::cout << spec.id << "\n";
+  std::cout << prepared->spec.id << "\n";
   return 0;
 }
 
@@ -183,23 +127,9 @@ int command(const BulkArgs& a, const std::string& verb, bulk::Store& store, cons
     std::cerr << "wafleet bulk " << verb << ": no job " << a.job << "\n";
     return 3;
   }
-  const bulk::State state = (*job)->state;
-  std::string refused;
-  if (verb == "pause" && state != bulk::State::kPending && state != bulk::State::kScheduled &&
-      state != bulk::State::kInProgress) {
-    refused = "only a pending, scheduled or running job can be paused";
-  } else if (verb == "resume" && state != bulk::State::kPaused && state != bulk::State::kPending) {
-    refused = "only a paused job can be resumed";
-  } else if (verb == "cancel" && bulk::terminal(state)) {
-    refused = "the job has ended already";
-  } else if (verb == "retry-failed" && (*job)->count(bulk::Phase::kFailed) == 0) {
-    refused = "no recipient has failed";
-  } else if (verb == "retry-failed" && state == bulk::State::kCancelled) {
-    refused = "a cancelled job does not send again";
-  }
-  if (!refused.empty()) {
-    std::cerr << "wafleet bulk " << verb << ": " << a.job << " is " << bulk::to_string(state) << ": "
-              << refused << "\n";
+  if (const std::string refused = bulk::refusal(**job, verb); !refused.empty()) {
+    std::cerr << "wafleet bulk " << verb << ": " << a.job << " is " << bulk::to_string((*job)->state)
+              << ": " << refused << "\n";
     return 5;
   }
   if (brokers.empty()) {
@@ -211,18 +141,7 @@ int command(const BulkArgs& a, const std::string& verb, bulk::Store& store, cons
     std::cerr << "wafleet bulk " << verb << ": " << producer.error().message << "\n";
     return 1;
   }
-  if (verb == "pause" || verb == "cancel") {
-    // The sender's gate now; the worker applies the state when the command reaches it.
-    if (auto st = store.hold(a.job, verb == "pause" ? "PAUSED" : "CANCELLED",
-                             verb == "pause" ? 0 : 8LL * 24 * 3600 * 1000);
-        !st) {
-      std::cerr << "wafleet bulk " << verb << ": redis: " << st.error().message << "\n";
-      return 1;
-    }
-  }
-  const Json cmd = {{"command", verb}, {"job_id", a.job}, {"by", env_or("USER", "cli")},
-                    {"at_ms", wall_clock_ms()}};
-  if (auto st = kafka::produce_and_wait(**producer, topics::kBulkCommands, a.job, cmd.dump()); !st) {
+  if (auto st = bulk::send_command(store, **producer, a.job, verb, env_or("USER", "cli"), wall_clock_ms()); !st) {
     std::cerr << "wafleet bulk " << verb << ": " << st.error().message << "\n";
     return 1;
   }
