@@ -1,9 +1,13 @@
 // wafleet-api end to end: the binary as a process over HTTP, the dev broker, a real
 // redis-server and a real PostgreSQL filled by wafleet-store from Kafka. What was written is read
 // back through the API; what is sent through the API reaches wa.outbound once acknowledged; a
-// person erased by `wafleet forget` or DELETE /v1/people is gone and the erasure is audited.
+// bulk job is created over HTTP; the operator page shows it all in headless Chromium
+// (tests/page/operator_page.cjs, a screenshot kept in <build>/artifacts/); a person erased by
+// `wafleet forget` or DELETE /v1/people is gone and the erasure is audited.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <iostream>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -31,7 +35,7 @@ Json inbound_event(const std::string& who, const std::string& wamid, int64_t now
           {"received_at_ms", now_s * 1000}, {"source", "meta"}, {"raw", raw}};
 }
 
-TEST(ApiE2E, WhatTheStoreKeptIsServedAndWhatIsSentReachesWaOutbound) {
+TEST(ApiE2E, WhatTheStoreKeptIsServedSentShownOnTheOperatorPageAndErased) {
   test::PostgresServer pg;
   test::RedisServer redis;
   const std::string dir = test::temp_dir("wafleet-api-e2e");
@@ -103,6 +107,46 @@ TEST(ApiE2E, WhatTheStoreKeptIsServedAndWhatIsSentReachesWaOutbound) {
   ASSERT_TRUE(dlq);
   ASSERT_EQ(dlq->status, 200) << dlq->body;
   EXPECT_EQ(Json::parse(dlq->body)["wa.dlq"]["total"], 0);
+
+  // Our reply was sent and read (the sender's result and Meta's status, as they would arrive).
+  const int64_t now_ms = now * 1000 + 500;
+  ASSERT_TRUE(kafka::produce_and_wait(
+      **producer, topics::kOutboundResults, "111:447700900001",
+      Json{{"request_id", "e2e-reply-1"}, {"idempotency_key", "e2e-reply-1"}, {"status", "sent"},
+           {"attempts", 1}, {"at_ms", now_ms}, {"wamid", "wamid.e2e.out.1"}}.dump()));
+  ASSERT_TRUE(kafka::produce_and_wait(
+      **producer, topics::kStatus, "111:447700900001",
+      Json{{"v", 1}, {"kind", "status"}, {"event_id", "s:111:wamid.e2e.out.1:read"},
+           {"conversation_key", "111:447700900001"}, {"phone_number_id", "111"}, {"type", "read"},
+           {"message_id", "wamid.e2e.out.1"}, {"timestamp", now}, {"received_at_ms", now_ms},
+           {"source", "meta"}, {"raw", {{"id", "wamid.e2e.out.1"}, {"status", "read"}}}}.dump()));
+  ASSERT_TRUE(test::eventually([&] {
+    auto r = http::fetch("GET", base + "/v1/messages/e2e-reply-1", auth, "", std::chrono::seconds(5));
+    return r && r->status == 200 && Json::parse(r->body, nullptr, false).value("status", "") == "read";
+  })) << store.log();
+  // A campaign, created over HTTP (no bulk worker here: it stays PENDING).
+  auto job = http::fetch("POST", base + "/v1/bulk/jobs", auth,
+                         Json{{"phone_number_id", "111"}, {"template", "spring_sale"}, {"language", "en_US"},
+                              {"recipients", {{{"to", "+44 7700 900003"}}, {{"to", "+44 7700 900004"}}}}}.dump(),
+                         std::chrono::seconds(10));
+  ASSERT_TRUE(job);
+  ASSERT_EQ(job->status, 201) << job->body;
+  // The operator page, in headless Chromium.
+  std::string modules;
+  ASSERT_EQ(test::run_command(std::string(WAFLEET_SOURCE_DIR) + "/scripts/playwright 2>/dev/null", modules), 0) << modules;
+  while (!modules.empty() && (modules.back() == '\n' || modules.back() == '\r')) {
+    modules.pop_back();
+  }
+  const std::string artifacts = kBin + "/../artifacts";
+  std::filesystem::create_directories(artifacts);
+  std::string browser;
+  const int browser_rc = test::run_command(
+      "node " + std::string(WAFLEET_SOURCE_DIR) + "/tests/page/operator_page.cjs '" + modules + "' " + base +
+          "/ " + kKey + " 111:447700900001 'It ships today.' " + artifacts + "/operator-page.png 2>&1",
+      browser);
+  ASSERT_EQ(browser_rc, 0) << browser << api.log();
+  EXPECT_TRUE(std::filesystem::file_size(artifacts + "/operator-page.png") > 10000) << browser;
+  std::cout << browser;
 
   // Ana asks to be forgotten, by the CLI; the other person, over the API.
   std::string cmd;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/openapi_embedded.h"
+#include "api/page_embedded.h"
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/json_util.h"
@@ -303,6 +304,17 @@ http::Response Api::handle(const http::Request& req, Session& session) {
       return error_response(req, 405, "method_not_allowed", "GET only");
     }
     return http::make_json_response(req, 200, openapi_json());
+  }
+  if (path == "/" || path == "/index.html") {
+    // The operator page holds no data: it asks for a key and calls the routes below.
+    if (method != bhttp::verb::get) {
+      return error_response(req, 405, "method_not_allowed", "GET only");
+    }
+    auto r = http::make_response(req, 200, kOperatorPage, "text/html; charset=utf-8");
+    r.set("Content-Security-Policy",
+          "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src * data: blob:");
+    r.set(bhttp::field::cache_control, "no-store");
+    return r;
   }
   if (path.rfind("/v1/", 0) != 0) {
     return error_response(req, 404, "not_found", "no such path: see /v1/openapi.json");
