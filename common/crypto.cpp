@@ -41,6 +41,10 @@ std::string hex_encode(std::string_view bytes) {
 }
 
 std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
+  return hex_encode(hmac_sha256_raw(key, data));
+}
+
+std::string hmac_sha256_raw(std::string_view key, std::string_view data) {
   // OpenSSL 3's one-shot HMAC() looks the algorithm up on every call; fetch it once per thread.
   struct MacDeleter {
     void operator()(EVP_MAC* m) const { EVP_MAC_free(m); }
@@ -60,13 +64,13 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
         EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(data.data()),
                        data.size()) == 1 &&
         EVP_MAC_final(ctx.get(), out, &len, sizeof out) == 1) {
-      return hex_encode(std::string_view(reinterpret_cast<const char*>(out), len));
+      return std::string(reinterpret_cast<const char*>(out), len);
     }
   }
   unsigned int ulen = 0;
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &ulen);
-  return hex_encode(std::string_view(reinterpret_cast<const char*>(out), ulen));
+  return std::string(reinterpret_cast<const char*>(out), ulen);
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) {

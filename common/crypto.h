@@ -9,6 +9,8 @@ namespace wafleet::crypto {
 
 // HMAC-SHA256(key, data) as 64 lowercase hex characters.
 std::string hmac_sha256_hex(std::string_view key, std::string_view data);
+// The raw 32 bytes (key derivation chains such as AWS SigV4's).
+std::string hmac_sha256_raw(std::string_view key, std::string_view data);
 
 // Constant-time equality for equal-length inputs; different lengths compare unequal (the
 // length of a signature is public).

@@ -1,6 +1,7 @@
 #include "common/http_server.h"
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 
 #include <boost/asio/dispatch.hpp>
@@ -257,6 +258,22 @@ std::string query_param(const Request& req, const std::string& name) {
     rest.remove_prefix(amp + 1);
   }
   return {};
+}
+
+std::string percent_encode(std::string_view s, bool keep_slash) {
+  static constexpr const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/')) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
 }
 
 std::string target_path(const Request& req) {

@@ -57,6 +57,8 @@ Response make_json_response(const Request& req, unsigned status, const std::stri
 
 // 0-15 for a hex digit, -1 for anything else.
 int hex_digit(char c);
+// Every byte but RFC 3986's unreserved characters as %XX (and '/' kept when keep_slash: a path).
+std::string percent_encode(std::string_view s, bool keep_slash = false);
 // %XX and '+' decoded (a malformed escape is kept as it is).
 std::string percent_decode(std::string_view s);
 // A query parameter of the request's target by exact name ("hub.mode"); "" when absent.

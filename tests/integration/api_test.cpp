@@ -450,6 +450,76 @@ TEST_F(ApiRoutes, BulkJobsAreCheckedEstimatedCreatedCommandedAndReported) {
   EXPECT_EQ(body_of(as_api(bhttp::verb::get, "/v1/bulk/jobs"))["items"].size(), 1u);
 }
 
+TEST_F(ApiRoutes, StoredMediaHaveLinksThatExpireAndNeedNoKey) {
+  const std::string dir = test::temp_dir("wafleet-api-media");
+  test::write_file(dir + "/photo.jpg", "jpeg bytes");
+  store::Database db(*conn_);
+  store::Batch b;
+  kafka::Record media;
+  media.topic = topics::kMedia;
+  media.value = Json{{"message_id", "wamid.in.447700900001.119"}, {"event_id", "e"},
+                     {"conversation_key", "111:447700900001"}, {"type", "image"}, {"media_id", "9"},
+                     {"status", "stored"}, {"attempts", 1}, {"at_ms", (kNow + 119) * 1000},
+                     {"storage_uri", "file://" + dir + "/photo.jpg"}, {"sha256", "ab"}, {"size", 10},
+                     {"mime_type", "image/jpeg"}}
+                    .dump();
+  ASSERT_TRUE(store::add(media, {}, b));
+  media.value = Json{{"message_id", "wamid.in.447700900001.118"}, {"event_id", "f"},
+                     {"conversation_key", "111:447700900001"}, {"type", "image"}, {"media_id", "8"},
+                     {"status", "stored"}, {"attempts", 1}, {"at_ms", (kNow + 118) * 1000},
+                     {"storage_uri", "s3://wafleet-media/media/sha256/cd/cd"}, {"sha256", "cd"}, {"size", 10},
+                     {"mime_type", "image/jpeg"}}
+                    .dump();
+  ASSERT_TRUE(store::add(media, {}, b));
+  ASSERT_TRUE(db.write(b));
+  MediaLinks links;
+  links.secret = "link-secret";
+  links.s3 = media::S3Options{};
+  links.s3->endpoint = "http://127.0.0.1:4569";
+  links.s3->bucket = "wafleet-media";
+  links.s3->access_key = "AK";
+  links.s3->secret_key = "SK";
+  api_->set_media_links(links);
+  auto page = body_of(call(bhttp::verb::get, "/v1/conversations/111:447700900001/messages?limit=5"));
+  std::map<std::string, std::string> url_of;
+  for (const auto& m : page["items"]) {
+    if (m["media"].is_object()) {
+      url_of[m["id"]] = m["media"].value("url", "");
+    }
+  }
+  ASSERT_EQ(url_of.size(), 2u) << page.dump();
+  const std::string url = url_of["wamid.in.447700900001.119"];
+  const std::string s3_url = url_of["wamid.in.447700900001.118"];
+  ASSERT_EQ(url.rfind("/v1/media/wamid.in.447700900001.119?expires=", 0), 0u) << url;
+  // No key needed: the signature is the key.
+  auto file = call(bhttp::verb::get, url, "", "");
+  ASSERT_EQ(file.result_int(), 200u) << file.body();
+  EXPECT_EQ(file.body(), "jpeg bytes");
+  EXPECT_EQ(file[bhttp::field::content_type], "image/jpeg");
+  auto s3 = call(bhttp::verb::get, s3_url, "", "");
+  ASSERT_EQ(s3.result_int(), 302u) << s3.body();
+  const std::string location(s3[bhttp::field::location]);
+  EXPECT_EQ(location.rfind("http://127.0.0.1:4569/wafleet-media/media/sha256/cd/cd?X-Amz-Algorithm=AWS4-HMAC-SHA256", 0), 0u)
+      << location;
+  EXPECT_NE(location.find("&X-Amz-Signature="), std::string::npos);
+  // A changed byte, another message's signature, an expired or far-future link: 403.
+  std::string tampered = url;
+  tampered.back() = tampered.back() == '0' ? '1' : '0';
+  const std::string sig = url.substr(url.find("&sig="));
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+  for (const auto& bad : {tampered, "/v1/media/wamid.in.447700900001.118" + url.substr(url.find('?')),
+                          "/v1/media/wamid.in.447700900001.119?expires=" + std::to_string(now_s - 10) + sig,
+                          "/v1/media/wamid.in.447700900001.119?expires=" + std::to_string(now_s + 7200) + sig,
+                          std::string("/v1/media/wamid.in.447700900001.119")}) {
+    auto r = call(bhttp::verb::get, bad, "", "");
+    EXPECT_EQ(r.result_int(), 403u) << bad;
+    EXPECT_EQ(body_of(r)["error"]["code"], "forbidden");
+  }
+  // Valid for a message without stored media: 404.
+  EXPECT_EQ(call(bhttp::verb::get, media_link(links, "wamid.in.447700900001.5", now_s), "", "").result_int(), 404u);
+}
+
 TEST(ApiKeys, TheKeysFileNamesItsBadLine) {
   auto ok = parse_keys("# ops\nops " + crypto::sha256_hex("k") + "\n\n");
   ASSERT_TRUE(ok);
@@ -466,7 +536,7 @@ TEST(ApiDescription, IsOpenApi31WithEveryRouteThisApiServes) {
   for (const char* p : {"/v1/messages", "/v1/messages/{id}", "/v1/conversations", "/v1/conversations/{key}/messages",
                         "/v1/contacts/{id}", "/v1/people/{id}", "/v1/dlq/stats", "/v1/bulk/jobs",
                         "/v1/bulk/jobs/{id}", "/v1/bulk/jobs/{id}/pause", "/v1/bulk/jobs/{id}/resume",
-                        "/v1/bulk/jobs/{id}/cancel", "/v1/bulk/jobs/{id}/report"}) {
+                        "/v1/bulk/jobs/{id}/cancel", "/v1/bulk/jobs/{id}/report", "/v1/media/{message_id}"}) {
     EXPECT_TRUE(doc["paths"].contains(p)) << p;
   }
 }

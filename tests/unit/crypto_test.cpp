@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "workers/media/media.h"
+
 namespace wafleet::crypto {
 namespace {
 
@@ -51,6 +53,20 @@ TEST(Crypto, Base64RoundTripsAndRejectsGarbage) {
 TEST(Crypto, RandomHexHasTheAskedLength) {
   EXPECT_EQ(random_hex(16).size(), 32u);
   EXPECT_NE(random_hex(16), random_hex(16));
+}
+
+// AWS's own example of a presigned GET (S3 docs, "Authenticating Requests: Using Query
+// Parameters"): the signature must come out as theirs.
+TEST(Crypto, S3PresignedUrlMatchesAwsDocumentedExample) {
+  const std::string url = media::presign_get(
+      "https://examplebucket.s3.amazonaws.com", "examplebucket.s3.amazonaws.com", "/test.txt",
+      "us-east-1", "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+      "20130524T000000Z", 86400);
+  EXPECT_EQ(url,
+            "https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+            "&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+            "&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host"
+            "&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404");
 }
 
 }  // namespace

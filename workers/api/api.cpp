@@ -1,6 +1,8 @@
 #include "workers/api/api.h"
 
 #include <charconv>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -201,6 +203,53 @@ bool Api::admit(const std::string& who) {
   return true;
 }
 
+http::Response Api::media_file(const http::Request& req, Session& session, const std::string& id) {
+  if (req.method() != bhttp::verb::get) {
+    return error_response(req, 405, "method_not_allowed", "GET only");
+  }
+  const int64_t now_ms = wall_clock_ms();
+  const std::string expires = http::query_param(req, "expires");
+  if (links_.secret.empty() ||
+      !media_link_valid(links_, id, expires, http::query_param(req, "sig"), now_ms / 1000)) {
+    return error_response(req, 403, "forbidden", "the link is not valid or has expired: ask for the message again");
+  }
+  auto row = session.db.exec(
+      "SELECT storage_uri, mime_type FROM media WHERE message_id = $1 AND status = 'stored' "
+      "AND storage_uri IS NOT NULL LIMIT 1",
+      {id});
+  if (!row) {
+    return from_error(req, row.error());
+  }
+  if (row->size() == 0) {
+    return error_response(req, 404, "not_found", "no stored media for that message");
+  }
+  const std::string uri(row->text(0, 0));
+  const std::string mime = row->null(0, 1) ? "application/octet-stream" : std::string(row->text(0, 1));
+  const int64_t left_s = std::max<int64_t>(1, std::stoll(expires) - now_ms / 1000);
+  if (uri.starts_with("s3://")) {
+    if (!links_.s3) {
+      return error_response(req, 503, "unavailable", "the media is in S3 and this API has no WAFLEET_S3_* settings");
+    }
+    auto url = media::presign_stored(uri, *links_.s3, left_s, now_ms);
+    if (!url) {
+      return from_error(req, url.error());
+    }
+    auto r = http::make_response(req, 302, "");
+    r.set(bhttp::field::location, *url);
+    r.set(bhttp::field::cache_control, "private, no-store");
+    return r;
+  }
+  auto local = media::open_stored(uri, nullptr);
+  if (!local) {
+    return error_response(req, 404, "not_found", "the stored file is gone (erased or swept)");
+  }
+  std::ifstream in(local->path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto r = http::make_response(req, 200, std::move(bytes), mime);
+  r.set(bhttp::field::cache_control, "private, max-age=" + std::to_string(left_s));
+  return r;
+}
+
 std::optional<http::Response> Api::too_large(const http::Request& req) const {
   if (req.body().size() <= limits_.max_body_bytes) {
     return std::nullopt;
@@ -319,6 +368,9 @@ http::Response Api::handle(const http::Request& req, Session& session) {
   if (path.rfind("/v1/", 0) != 0) {
     return error_response(req, 404, "not_found", "no such path: see /v1/openapi.json");
   }
+  if (const std::string id = id_after(path, "/v1/media/"); !id.empty()) {
+    return media_file(req, session, id);  // the link's signature is its key
+  }
   const std::string who = authenticate(req);
   if (who.empty()) {
     auto r = error_response(req, 401, "unauthorized", "Authorization: Bearer <API key> is missing or not a known key");
@@ -398,7 +450,11 @@ http::Response Api::handle(const http::Request& req, Session& session) {
   constexpr std::string_view kMessage = "/v1/messages/";
   if (path.rfind(kMessage, 0) == 0 && path.size() > kMessage.size()) {
     const std::string id = http::percent_decode(path.substr(kMessage.size()));
-    return found(req, reader.message(id), "message with that wamid or request id");
+    auto m = reader.message(id);
+    if (m && *m) {
+      add_media_links(links_, **m, wall_clock_ms() / 1000);
+    }
+    return found(req, m, "message with that wamid or request id");
   }
   // GET /v1/conversations
   if (path == "/v1/conversations") {
@@ -428,7 +484,11 @@ http::Response Api::handle(const http::Request& req, Session& session) {
       path.compare(path.size() - kMessagesSuffix.size(), kMessagesSuffix.size(), kMessagesSuffix) == 0) {
     const std::string key = http::percent_decode(
         path.substr(kConversations.size(), path.size() - kConversations.size() - kMessagesSuffix.size()));
-    return found(req, reader.messages(key, page), "conversation with that key");
+    auto items = reader.messages(key, page);
+    if (items && *items) {
+      add_media_links(links_, **items, wall_clock_ms() / 1000);
+    }
+    return found(req, items, "conversation with that key");
   }
   return error_response(req, 404, "not_found", "no such path: see /v1/openapi.json");
 }

@@ -18,6 +18,7 @@
 #include "common/http_server.h"
 #include "common/redis.h"
 #include "common/kafka.h"
+#include "workers/api/media_links.h"
 #include "workers/api/query.h"
 #include "workers/bulk/control.h"
 #include "workers/erasure/erasure.h"
@@ -74,11 +75,13 @@ class Api {
   void enable_erasure(Erasure e) { erasure_ = std::move(e); }
   void enable_dlq_stats(DlqStats s) { dlq_stats_ = std::move(s); }
   void enable_bulk(BulkJobs b) { bulk_ = b; }
+  void set_media_links(MediaLinks l) { links_ = std::move(l); }
   http::Response handle(const http::Request& req, Session& session);
 
  private:
   std::optional<http::Response> too_large(const http::Request& req) const;  // 413 past the limit
   http::Response contacts(const http::Request& req, Session& session, const std::string& id);
+  http::Response media_file(const http::Request& req, Session& session, const std::string& id);
   http::Response bulk_jobs(const http::Request& req, Session& session, const std::string& path,
                            const std::string& who);
   http::Response forget(const http::Request& req, Session& session, const std::string& id,
@@ -94,6 +97,7 @@ class Api {
   std::optional<Erasure> erasure_;
   DlqStats dlq_stats_;
   std::optional<BulkJobs> bulk_;
+  MediaLinks links_;
   struct Bucket {
     double tokens = 0;
     std::chrono::steady_clock::time_point at{};

@@ -11,10 +11,12 @@
 
 #include "common/clock.h"
 #include "common/consumer_loop.h"
+#include "common/crypto.h"
 #include "common/log.h"
 #include "common/pg.h"
 #include "topics/topics.h"
 #include "workers/api/contacts.h"
+#include "workers/media/worker.h"  // the S3 settings
 #include "workers/replay/replay.h"
 
 namespace wafleet::api {
@@ -22,7 +24,7 @@ namespace wafleet::api {
 namespace {
 
 std::vector<config::Option> own_options() {
-  return {
+  std::vector<config::Option> o = {
       {"listen", "127.0.0.1:8081", "API listener host:port (port 0 picks a free one)"},
       {"port-file", "", "write the bound API port here once listening"},
       {"database-url", "", "PostgreSQL of the record (postgresql://user:password@host:port/db)", true, true},
@@ -40,7 +42,13 @@ std::vector<config::Option> own_options() {
       {"portfolio-daily-limit", "250", "people per rolling 24 hours, for the estimate (the bulk "
                                       "worker's; 0 or unlimited: none)"},
       {"dlq-stats-cache-ms", "10000", "GET /v1/dlq/stats reads the dead-letter topics at most this often"},
+      {"media-link-secret", "", "signs the expiring media links (set the same on every replica; "
+                                "unset: a random one, links good for this process only)", true, false},
+      {"media-link-ttl-s", "3600", "how long a media link is good for"},
   };
+  auto s3 = media::s3_options();  // s3:// media are answered with presigned URLs
+  o.insert(o.end(), s3.begin(), s3.end());
+  return o;
 }
 
 // Requests wait here for one of the threads that own a database connection each.
@@ -70,6 +78,7 @@ class ApiCore : public worker::Core {
       api_.enable_erasure(std::move(e));
     }
     api_.enable_bulk(BulkJobs{c.pacing, &ctx.producer()});
+    api_.set_media_links(c.links);
     const kafka::ClientConfig kc = ctx.kafka_config();
     const auto cache_ms = std::chrono::milliseconds(c.dlq_stats_cache_ms);
     api_.enable_dlq_stats([this, kc, cache_ms]() -> Result<nlohmann::json> {
@@ -310,6 +319,17 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
   c.pacing.daily_limit = daily == "unlimited" ? 0 : s.get_int("portfolio-daily-limit", errors);
   c.pacing.portfolio = s.get("portfolio-id");
   c.suppression_salt = s.get("suppression-salt");
+  c.links.secret = s.get("media-link-secret");
+  if (c.links.secret.empty()) {
+    c.links.secret = crypto::random_hex(32);
+  }
+  c.links.ttl_s = s.get_int("media-link-ttl-s", errors);
+  if (c.links.ttl_s < 1 || c.links.ttl_s > 7 * 24 * 3600) {
+    errors.push_back("WAFLEET_MEDIA_LINK_TTL_S: 1 s to 7 days (S3's own limit)");
+  }
+  if (!s.get("s3-bucket").empty()) {
+    c.links.s3 = media::parse_s3(s, "/tmp");
+  }
   c.portfolio_id = s.get("portfolio-id");
   c.dlq_stats_cache_ms = s.get_int("dlq-stats-cache-ms", errors);
   if (c.dlq_stats_cache_ms < 0) {

@@ -23,6 +23,7 @@ struct WorkerConfig {
   std::string suppression_salt;  // "" : no erasure over the API
   std::string portfolio_id = "default";
   bulk::Pacing pacing;  // a bulk job's estimate
+  MediaLinks links;
   int64_t dlq_stats_cache_ms = 10000;
 };
 

@@ -2,13 +2,16 @@
 
 #include <curl/curl.h>
 
+#include <cctype>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <set>
 
 #include "common/crypto.h"
+#include "common/http_server.h"  // percent_encode
 #include "common/json_util.h"
 
 namespace wafleet::media {
@@ -366,6 +369,57 @@ Result<std::string> s3_key_of(const std::string& uri, const S3Options* s3) {
 }
 
 }  // namespace
+
+
+std::string presign_get(const std::string& scheme_host, const std::string& host,
+                        const std::string& canonical_uri, const std::string& region,
+                        const std::string& access_key, const std::string& secret_key,
+                        const std::string& amz_date, int64_t expires_s) {
+  const std::string day = amz_date.substr(0, 8);
+  const std::string scope = day + "/" + region + "/s3/aws4_request";
+  // Parameters in byte order of their names.
+  const std::string query = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=" +
+                            http::percent_encode(access_key + "/" + scope) + "&X-Amz-Date=" + amz_date +
+                            "&X-Amz-Expires=" + std::to_string(expires_s) +
+                            "&X-Amz-SignedHeaders=host";
+  const std::string canonical = "GET\n" + canonical_uri + "\n" + query + "\nhost:" + host +
+                                "\n\nhost\nUNSIGNED-PAYLOAD";
+  const std::string to_sign =
+      "AWS4-HMAC-SHA256\n" + amz_date + "\n" + scope + "\n" + crypto::sha256_hex(canonical);
+  std::string k = crypto::hmac_sha256_raw("AWS4" + secret_key, day);
+  for (const std::string& part : {region, std::string("s3"), std::string("aws4_request")}) {
+    k = crypto::hmac_sha256_raw(k, part);
+  }
+  return scheme_host + canonical_uri + "?" + query +
+         "&X-Amz-Signature=" + crypto::hmac_sha256_hex(k, to_sign);
+}
+
+Result<std::string> presign_stored(const std::string& uri, const S3Options& s3, int64_t expires_s,
+                                   int64_t now_ms) {
+  if (!uri.starts_with("s3://")) {
+    return Unexpected(Error::invalid("storage_uri " + uri + ": not an s3:// object"));
+  }
+  auto key = s3_key_of(uri, &s3);
+  if (!key) {
+    return Unexpected(key.error());
+  }
+  const size_t scheme = s3.endpoint.find("://");
+  if (scheme == std::string::npos) {
+    return Unexpected(Error::invalid("WAFLEET_S3_ENDPOINT: expected http(s)://host[:port]"));
+  }
+  std::string host = s3.endpoint.substr(scheme + 3);
+  while (!host.empty() && host.back() == '/') {
+    host.pop_back();
+  }
+  const std::time_t t = static_cast<std::time_t>(now_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char date[20];
+  std::strftime(date, sizeof date, "%Y%m%dT%H%M%SZ", &tm);
+  return presign_get(s3.endpoint.substr(0, scheme + 3) + host, host,
+                     "/" + http::percent_encode(s3.bucket) + "/" + http::percent_encode(*key, true), s3.region,
+                     s3.access_key, s3.secret_key, date, expires_s);
+}
 
 Result<bool> remove_stored(const std::string& uri, const S3Options* s3) {
   if (uri.starts_with("file://") || uri.starts_with("/")) {

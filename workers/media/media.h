@@ -83,6 +83,17 @@ struct LocalObject {
   bool temporary = false;
 };
 Result<LocalObject> open_stored(const std::string& uri, const S3Options* s3);
+// An AWS SigV4 presigned GET URL (query-string authentication, UNSIGNED-PAYLOAD), valid
+// expires_s seconds from amz_date ("20130524T000000Z"). canonical_uri is percent-encoded
+// already ("/bucket/key" path-style, or "/key" for a virtual-hosted bucket).
+std::string presign_get(const std::string& scheme_host, const std::string& host,
+                        const std::string& canonical_uri, const std::string& region,
+                        const std::string& access_key, const std::string& secret_key,
+                        const std::string& amz_date, int64_t expires_s);
+// The same for a stored s3:// object of the configured bucket (path-style at its endpoint).
+Result<std::string> presign_stored(const std::string& uri, const S3Options& s3, int64_t expires_s,
+                                   int64_t now_ms);
+
 // Deletes a stored object (erasure, the sweeper): true if it was there, false if already gone.
 Result<bool> remove_stored(const std::string& uri, const S3Options* s3);
 
