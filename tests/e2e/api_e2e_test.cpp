@@ -35,27 +35,54 @@ Json inbound_event(const std::string& who, const std::string& wamid, int64_t now
           {"received_at_ms", now_s * 1000}, {"source", "meta"}, {"raw", raw}};
 }
 
-TEST(ApiE2E, WhatTheStoreKeptIsServedSentShownOnTheOperatorPageAndErased) {
-  test::PostgresServer pg;
-  test::RedisServer redis;
-  const std::string dir = test::temp_dir("wafleet-api-e2e");
-  test::Process broker(kBin + "/wafleet-devbroker", {"--bootstrap-file", dir + "/bootstrap"}, {},
-                       dir + "/devbroker.log");
-  ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir + "/bootstrap").empty(); }));
-  const std::string brokers = test::read_trimmed(dir + "/bootstrap");
-  const std::string db = pg.fresh_database("api_e2e");
-  test::write_file(dir + "/keys", "e2e " + crypto::sha256_hex(kKey) + "\n");
-  const std::map<std::string, std::string> env = {{"WAFLEET_KAFKA_BROKERS", brokers}, {"WAFLEET_DATABASE_URL", db},
-                                                  {"WAFLEET_REDIS_URL", redis.url()},
-                                                  {"WAFLEET_SUPPRESSION_SALT", "e2e-salt"}};
-  test::Process store(kBin + "/wafleet-store", {"--admin-port-file", dir + "/store-admin"}, env, dir + "/store.log");
-  auto api_env = env;
-  api_env["WAFLEET_API_KEYS_FILE"] = dir + "/keys";
-  test::Process api(kBin + "/wafleet-api", {"--listen", "127.0.0.1:0", "--port-file", dir + "/api-port"}, api_env,
-                    dir + "/api.log");
-  ASSERT_TRUE(test::wait_ready(dir + "/store-admin")) << store.log();
-  ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir + "/api-port").empty(); })) << api.log();
-  const std::string base = "http://127.0.0.1:" + test::read_trimmed(dir + "/api-port");
+// The record's side of the fleet: the dev broker, redis-server, PostgreSQL, wafleet-store and
+// wafleet-api as processes.
+class ApiE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = test::temp_dir("wafleet-api-e2e");
+    broker_ = std::make_unique<test::Process>(kBin + "/wafleet-devbroker",
+                                              std::vector<std::string>{"--bootstrap-file", dir_ + "/bootstrap"},
+                                              std::map<std::string, std::string>{}, dir_ + "/devbroker.log");
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/bootstrap").empty(); }));
+    brokers_ = test::read_trimmed(dir_ + "/bootstrap");
+    const std::string db = pg_.fresh_database("api_e2e");
+    test::write_file(dir_ + "/keys", "e2e " + crypto::sha256_hex(kKey) + "\n");
+    env_ = {{"WAFLEET_KAFKA_BROKERS", brokers_}, {"WAFLEET_DATABASE_URL", db},
+            {"WAFLEET_REDIS_URL", redis_.url()}, {"WAFLEET_SUPPRESSION_SALT", "e2e-salt"}};
+    store_ = std::make_unique<test::Process>(
+        kBin + "/wafleet-store", std::vector<std::string>{"--admin-port-file", dir_ + "/store-admin"}, env_,
+        dir_ + "/store.log");
+    auto api_env = env_;
+    api_env["WAFLEET_API_KEYS_FILE"] = dir_ + "/keys";
+    api_env["WAFLEET_RATE"] = "100000";  // schemathesis asks fast
+    api_env["WAFLEET_BURST"] = "100000";
+    api_ = std::make_unique<test::Process>(
+        kBin + "/wafleet-api",
+        std::vector<std::string>{"--listen", "127.0.0.1:0", "--port-file", dir_ + "/api-port"}, api_env,
+        dir_ + "/api.log");
+    ASSERT_TRUE(test::wait_ready(dir_ + "/store-admin")) << store_->log();
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/api-port").empty(); })) << api_->log();
+    base_ = "http://127.0.0.1:" + test::read_trimmed(dir_ + "/api-port");
+  }
+
+  test::PostgresServer pg_;
+  test::RedisServer redis_;
+  std::string dir_;
+  std::string brokers_;
+  std::string base_;
+  std::map<std::string, std::string> env_;
+  std::unique_ptr<test::Process> broker_;
+  std::unique_ptr<test::Process> store_;
+  std::unique_ptr<test::Process> api_;
+};
+
+TEST_F(ApiE2E, WhatTheStoreKeptIsServedSentShownOnTheOperatorPageAndErased) {
+  const std::string& brokers = brokers_;
+  const std::string& base = base_;
+  const auto& env = env_;
+  test::Process& store = *store_;
+  test::Process& api = *api_;
 
   // A person writes (through Kafka, as the receiver would put it).
   auto producer = kafka::Producer::create({brokers, "api-e2e", {}});
@@ -179,6 +206,34 @@ TEST(ApiE2E, WhatTheStoreKeptIsServedSentShownOnTheOperatorPageAndErased) {
     via.insert(Json::parse(a.value)["via"].get<std::string>() + ":" + Json::parse(a.value)["actor"].get<std::string>());
   }
   EXPECT_EQ(via, (std::set<std::string>{"cli:e2e-operator", "api:e2e"}));
+}
+
+// A client nobody here wrote: schemathesis (PyPI) generates requests from /v1/openapi.json and
+// checks every answer against it: no server error, no status, content type, header or body the
+// description does not declare. (Its check that every schema-valid request is accepted is left
+// out: an opaque cursor of random characters is refused with 400, as it should be.)
+TEST_F(ApiE2E, SchemathesisFindsNoServerErrorAndNothingOutsideTheDescription) {
+  // Something to read: a conversation and a bulk job.
+  auto producer = kafka::Producer::create({brokers_, "api-e2e", {}});
+  ASSERT_TRUE(producer);
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  ASSERT_TRUE(kafka::produce_and_wait(**producer, topics::kInbound, "111:447700900001",
+                                      inbound_event("447700900001", "wamid.st.1", now).dump()));
+  std::string bin;
+  ASSERT_EQ(test::run_command(std::string(WAFLEET_SOURCE_DIR) + "/scripts/schemathesis 2>&1 | tail -1", bin), 0) << bin;
+  while (!bin.empty() && (bin.back() == '\n' || bin.back() == '\r')) {
+    bin.pop_back();
+  }
+  std::string out;
+  const int rc = test::run_command(
+      bin + " run " + base_ + "/v1/openapi.json --url " + base_ + " -H 'Authorization: Bearer " + kKey +
+          "' --checks all --exclude-checks positive_data_acceptance --max-examples 25 --seed 7"
+          " --exclude-method DELETE --no-color 2>&1",
+      out);
+  EXPECT_EQ(rc, 0) << out.substr(out.size() > 20000 ? out.size() - 20000 : 0) << api_->log();
+  EXPECT_NE(out.find("API Operations"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -129,6 +129,12 @@ http::Response error_response(const http::Request& req, unsigned status, const s
   return json_response(req, status, Json{{"error", {{"code", code}, {"message", message}}}});
 }
 
+http::Response method_not_allowed(const http::Request& req, const std::string& allow) {
+  auto r = error_response(req, 405, "method_not_allowed", "allowed here: " + allow);
+  r.set(bhttp::field::allow, allow);
+  return r;
+}
+
 Expected<std::vector<ApiKey>, std::string> parse_keys(const std::string& text) {
   std::vector<ApiKey> keys;
   std::istringstream in(text);
@@ -205,7 +211,7 @@ bool Api::admit(const std::string& who) {
 
 http::Response Api::media_file(const http::Request& req, Session& session, const std::string& id) {
   if (req.method() != bhttp::verb::get) {
-    return error_response(req, 405, "method_not_allowed", "GET only");
+    return method_not_allowed(req, "GET");
   }
   const int64_t now_ms = wall_clock_ms();
   const std::string expires = http::query_param(req, "expires");
@@ -313,13 +319,13 @@ http::Response Api::contacts(const http::Request& req, Session& session, const s
     }
     return http::make_response(req, 204, "");
   }
-  return error_response(req, 405, "method_not_allowed", "GET, PUT or DELETE");
+  return method_not_allowed(req, "GET, PUT, DELETE");
 }
 
 http::Response Api::forget(const http::Request& req, Session& session, const std::string& id,
                            const std::string& who) {
   if (req.method() != bhttp::verb::delete_) {
-    return error_response(req, 405, "method_not_allowed", "DELETE only");
+    return method_not_allowed(req, "DELETE");
   }
   if (!erasure_ || session.redis == nullptr) {
     return error_response(req, 501, "not_configured",
@@ -350,14 +356,14 @@ http::Response Api::handle(const http::Request& req, Session& session) {
   const auto method = req.method();
   if (path == "/v1/openapi.json") {
     if (method != bhttp::verb::get) {
-      return error_response(req, 405, "method_not_allowed", "GET only");
+      return method_not_allowed(req, "GET");
     }
     return http::make_json_response(req, 200, openapi_json());
   }
   if (path == "/" || path == "/index.html") {
     // The operator page holds no data: it asks for a key and calls the routes below.
     if (method != bhttp::verb::get) {
-      return error_response(req, 405, "method_not_allowed", "GET only");
+      return method_not_allowed(req, "GET");
     }
     auto r = http::make_response(req, 200, kOperatorPage, "text/html; charset=utf-8");
     r.set("Content-Security-Policy",
@@ -386,7 +392,7 @@ http::Response Api::handle(const http::Request& req, Session& session) {
   // POST /v1/messages
   if (path == "/v1/messages") {
     if (method != bhttp::verb::post) {
-      return error_response(req, 405, "method_not_allowed", "POST only");
+      return method_not_allowed(req, "POST");
     }
     if (auto big = too_large(req)) {
       return *big;
@@ -428,7 +434,7 @@ http::Response Api::handle(const http::Request& req, Session& session) {
     return forget(req, session, id, who);
   }
   if (method != bhttp::verb::get) {
-    return error_response(req, 405, "method_not_allowed", "GET only");
+    return method_not_allowed(req, "GET");
   }
   if (path == "/v1/dlq/stats") {
     if (!dlq_stats_) {

@@ -112,5 +112,7 @@ const std::string& openapi_json();
 // {"error": {"code": code, "message": message}} with that status.
 http::Response error_response(const http::Request& req, unsigned status, const std::string& code,
                               const std::string& message);
+// 405 with the Allow header (RFC 9110): allow is "GET, POST".
+http::Response method_not_allowed(const http::Request& req, const std::string& allow);
 
 }  // namespace wafleet::api

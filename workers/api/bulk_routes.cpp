@@ -94,7 +94,7 @@ http::Response Api::bulk_jobs(const http::Request& req, Session& session, const 
       return json_of(req, 200, Json{{"items", items}});
     }
     if (method != bhttp::verb::post) {
-      return error_response(req, 405, "method_not_allowed", "GET or POST");
+      return method_not_allowed(req, "GET, POST");
     }
     if (req.body().size() > limits_.max_bulk_body_bytes) {
       return error_response(req, 413, "too_large", "the job is over " + std::to_string(limits_.max_bulk_body_bytes) + " bytes");
@@ -145,13 +145,13 @@ http::Response Api::bulk_jobs(const http::Request& req, Session& session, const 
   }
   if (verb.empty()) {
     if (method != bhttp::verb::get) {
-      return error_response(req, 405, "method_not_allowed", "GET only");
+      return method_not_allowed(req, "GET");
     }
     return json_of(req, 200, (*job)->to_json());
   }
   if (verb == "report") {
     if (method != bhttp::verb::get) {
-      return error_response(req, 405, "method_not_allowed", "GET only");
+      return method_not_allowed(req, "GET");
     }
     const std::string format = http::query_param(req, "format");
     if (!format.empty() && format != "csv" && format != "json") {
@@ -168,7 +168,7 @@ http::Response Api::bulk_jobs(const http::Request& req, Session& session, const 
     return error_response(req, 404, "not_found", "no such path: see /v1/openapi.json");
   }
   if (method != bhttp::verb::post) {
-    return error_response(req, 405, "method_not_allowed", "POST only");
+    return method_not_allowed(req, "POST");
   }
   if (const std::string refused = bulk::refusal(**job, verb); !refused.empty()) {
     return error_response(req, 409, "conflict", id + " is " + bulk::to_string((*job)->state) + ": " + refused);
