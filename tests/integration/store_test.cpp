@@ -161,6 +161,31 @@ TEST_F(StoreDb, DaysGetPartitionsAndOldDaysAreDropped) {
   EXPECT_EQ(count("SELECT count(*) FROM conversations"), 1);  // the idle one went with its day
 }
 
+TEST_F(StoreDb, TheSweepFindsTheFilesOnlyExpiredDaysNameAndKeepsOnesSentSince) {
+  Database db(*conn_);
+  auto media = [](const std::string& wamid, int64_t at_s, const std::string& sha) {
+    kafka::Record r;
+    r.topic = topics::kMedia;
+    r.value = Json{{"message_id", wamid}, {"event_id", "e:" + wamid}, {"conversation_key", "111:447700900001"},
+                   {"type", "image"}, {"media_id", "9"}, {"status", "stored"}, {"attempts", 1},
+                   {"at_ms", at_s * 1000}, {"storage_uri", "file:///media/sha256/" + sha}, {"sha256", sha}, {"size", 5}}
+                  .dump();
+    return r;
+  };
+  // Forty days ago: two photos; one of them was sent again yesterday.
+  ASSERT_TRUE(db.write(batch_of({media("wamid.old1", kNow - 40 * 86400, "aa"),
+                                 media("wamid.old2", kNow - 40 * 86400, "bb"),
+                                 media("wamid.new", kNow - 86400, "bb")})));
+  auto files = db.files_only_before(day_of((kNow - 30 * 86400) * 1000));
+  ASSERT_TRUE(files) << files.error().message;
+  EXPECT_EQ(*files, std::vector<std::string>{"file:///media/sha256/aa"});
+  ASSERT_TRUE(db.drop_before(day_of((kNow - 30 * 86400) * 1000)));
+  EXPECT_EQ(count("SELECT count(*) FROM media"), 1);
+  auto none = db.files_only_before(day_of((kNow - 30 * 86400) * 1000));
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+}
+
 TEST_F(StoreDb, ARecordTheDatabaseRefusesIsAnInvalidInputNotATransientError) {
   Database db(*conn_);
   // A NUL escaped in JSON is valid JSON but jsonb refuses it.

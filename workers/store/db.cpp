@@ -408,4 +408,23 @@ Result<std::vector<std::string>> Database::drop_before(const std::string& oldest
   return dropped;
 }
 
+Result<std::vector<std::string>> Database::files_only_before(const std::string& oldest_day) {
+  if (!valid_day(oldest_day)) {
+    return Unexpected(Error::invalid("not a day: " + oldest_day));
+  }
+  auto rows = db_.exec(R"sql(
+SELECT DISTINCT o.storage_uri FROM media o
+ WHERE o.day < $1::date AND o.status = 'stored' AND o.storage_uri IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM media n WHERE n.day >= $1::date AND n.sha256 = o.sha256))sql",
+                       {oldest_day});
+  if (!rows) {
+    return Unexpected(rows.error());
+  }
+  std::vector<std::string> out;
+  for (int i = 0; i < rows->size(); ++i) {
+    out.emplace_back(rows->text(i, 0));
+  }
+  return out;
+}
+
 }  // namespace wafleet::store

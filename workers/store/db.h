@@ -43,6 +43,10 @@ class Database {
   // Drops the day partitions before `oldest_day` and deletes the conversations idle since
   // before it. Returns the partitions dropped.
   Result<std::vector<std::string>> drop_before(const std::string& oldest_day);
+  // The stored files (storage URIs) named only by media rows before `oldest_day`: what the
+  // sweep removes before it drops those days (a file sent again since is kept; files are
+  // content-addressed).
+  Result<std::vector<std::string>> files_only_before(const std::string& oldest_day);
 
   // Counters, for the worker's metrics.
   int64_t conflicts() const { return conflicts_; }

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/pg.h"
 #include "topics/topics.h"
+#include "workers/media/worker.h"  // the S3 settings
 #include "workers/store/db.h"
 #include "workers/store/record.h"
 
@@ -23,7 +24,7 @@ namespace wafleet::store {
 namespace {
 
 std::vector<config::Option> own_options() {
-  return {
+  std::vector<config::Option> o = {
       {"database-url", "", "PostgreSQL connection URL (postgresql://user:password@host:port/db)", true,
        true},
       {"batch-max", "5000", "records written per transaction, at most"},
@@ -34,6 +35,9 @@ std::vector<config::Option> own_options() {
        "wa.inbound,wa.status,wa.media,wa.turns,wa.outbound,wa.outbound.results,wa.handoffs",
        "topics read into the record"},
   };
+  auto s3 = media::s3_options();  // the sweep removes expired s3:// media
+  o.insert(o.end(), s3.begin(), s3.end());
+  return o;
 }
 
 constexpr int64_t kDayMs = 24LL * 3600 * 1000;
@@ -66,6 +70,11 @@ class StoreCore : public worker::Core {
                      .Help("day partitions dropped past the retention")
                      .Register(ctx.metrics())
                      .Add({})),
+        media_removed_(prometheus::BuildCounter()
+                           .Name("wafleet_store_media_removed_total")
+                           .Help("stored media files removed past the retention")
+                           .Register(ctx.metrics())
+                           .Add({})),
         connected_(prometheus::BuildGauge()
                        .Name("wafleet_store_database_up")
                        .Help("1 while the last database round trip worked")
@@ -297,6 +306,26 @@ class StoreCore : public worker::Core {
 
   void sweep(Database& db) {
     const std::string oldest = day_of(wall_clock_ms() - c_.retention_days * kDayMs);
+    // The media files of those days first: a file whose rows are gone would never be found.
+    auto files = db.files_only_before(oldest);
+    if (!files) {
+      log::warn("store.sweep_failed", {{"error", files.error().message}});
+      return;
+    }
+    int64_t removed = 0;
+    for (const auto& uri : *files) {
+      auto gone = media::remove_stored(uri, c_.s3 ? &*c_.s3 : nullptr);
+      if (!gone) {
+        // Left for the next sweep (the rows stay until every file went).
+        log::warn("store.media_not_removed", {{"error", gone.error().message}});
+        return;
+      }
+      removed += *gone ? 1 : 0;
+    }
+    if (removed > 0) {
+      media_removed_.Increment(static_cast<double>(removed));
+      log::info("store.media_removed", {{"before", oldest}, {"files", removed}});
+    }
     auto dropped = db.drop_before(oldest);
     if (!dropped) {
       log::warn("store.sweep_failed", {{"error", dropped.error().message}});
@@ -329,6 +358,7 @@ class StoreCore : public worker::Core {
   prometheus::Histogram& batches_;
   prometheus::Family<prometheus::Counter>& errors_;
   prometheus::Counter& dropped_;
+  prometheus::Counter& media_removed_;
   prometheus::Gauge& connected_;
 };
 
@@ -348,6 +378,9 @@ WorkerConfig parse_config(const config::Settings& s, std::vector<std::string>& e
   c.batch_ms = s.get_int("batch-ms", errors);
   if (c.batch_ms < 0 || c.batch_ms > 10000) {
     errors.push_back("WAFLEET_BATCH_MS: between 0 and 10000");
+  }
+  if (!s.get("s3-bucket").empty()) {
+    c.s3 = media::parse_s3(s, "/tmp");
   }
   c.retention_days = s.get_int("retention-days", errors);
   if (c.retention_days < 1) {

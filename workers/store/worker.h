@@ -3,11 +3,13 @@
 // wa.media, wa.turns, wa.outbound, wa.outbound.results and wa.handoffs written to PostgreSQL
 // (record.cpp decides the rows, db.cpp writes them), offsets stored after the commit.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/config.h"
 #include "common/worker.h"
+#include "workers/media/media.h"
 
 namespace wafleet::store {
 
@@ -18,6 +20,7 @@ struct WorkerConfig {
   int64_t retention_days = 30;  // messages, statuses, media rows, turns, handoffs
   int64_t sweep_interval_s = 3600;
   std::vector<std::string> topics;
+  std::optional<media::S3Options> s3;  // to remove expired s3:// media; file:// needs nothing
 };
 
 // Pure: every problem appended to errors.
