@@ -25,6 +25,15 @@ using Json = nlohmann::json;
 const std::string kBin = WAFLEET_BIN_DIR;
 const std::string kKey = "e2e-api-key";
 
+// The last non-empty line of a command's output (the scripts print what they installed last).
+std::string last_line(const std::string& out) {
+  std::string s = out;
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) {
+    s.pop_back();
+  }
+  return s.substr(s.find_last_of('\n') == std::string::npos ? 0 : s.find_last_of('\n') + 1);
+}
+
 Json inbound_event(const std::string& who, const std::string& wamid, int64_t now_s) {
   Json raw = {{"from", who}, {"id", wamid}, {"timestamp", std::to_string(now_s)},
               {"type", "text"}, {"text", {{"body", "Where is my order?"}}}};
@@ -159,11 +168,9 @@ TEST_F(ApiE2E, WhatTheStoreKeptIsServedSentShownOnTheOperatorPageAndErased) {
   ASSERT_TRUE(job);
   ASSERT_EQ(job->status, 201) << job->body;
   // The operator page, in headless Chromium.
-  std::string modules;
-  ASSERT_EQ(test::run_command(std::string(WAFLEET_SOURCE_DIR) + "/scripts/playwright 2>/dev/null", modules), 0) << modules;
-  while (!modules.empty() && (modules.back() == '\n' || modules.back() == '\r')) {
-    modules.pop_back();
-  }
+  std::string installed;
+  ASSERT_EQ(test::run_command(std::string(WAFLEET_SOURCE_DIR) + "/scripts/playwright", installed), 0) << installed;
+  const std::string modules = last_line(installed);  // npm's own lines come before it
   const std::string artifacts = kBin + "/../artifacts";
   std::filesystem::create_directories(artifacts);
   std::string browser;
@@ -221,11 +228,9 @@ TEST_F(ApiE2E, SchemathesisFindsNoServerErrorAndNothingOutsideTheDescription) {
                           .count();
   ASSERT_TRUE(kafka::produce_and_wait(**producer, topics::kInbound, "111:447700900001",
                                       inbound_event("447700900001", "wamid.st.1", now).dump()));
-  std::string bin;
-  ASSERT_EQ(test::run_command(std::string(WAFLEET_SOURCE_DIR) + "/scripts/schemathesis 2>&1 | tail -1", bin), 0) << bin;
-  while (!bin.empty() && (bin.back() == '\n' || bin.back() == '\r')) {
-    bin.pop_back();
-  }
+  std::string installed;
+  ASSERT_EQ(test::run_command(std::string(WAFLEET_SOURCE_DIR) + "/scripts/schemathesis", installed), 0) << installed;
+  const std::string bin = last_line(installed);  // pip's own lines come before it
   std::string out;
   const int rc = test::run_command(
       bin + " run " + base_ + "/v1/openapi.json --url " + base_ + " -H 'Authorization: Bearer " + kKey +
