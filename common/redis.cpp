@@ -180,6 +180,22 @@ Result<Reply> RedisClient::command(const Command& argv) {
   return std::move(r->front());
 }
 
+Status RedisClient::pipeline_ok(const std::vector<Command>& commands) {
+  if (commands.empty()) {
+    return {};
+  }
+  auto r = pipeline(commands);
+  if (!r) {
+    return Unexpected(r.error());
+  }
+  for (const auto& reply : *r) {
+    if (reply.is_error()) {
+      return Unexpected(Error::transient("redis: " + reply.str));
+    }
+  }
+  return {};
+}
+
 Result<std::vector<Reply>> RedisClient::pipeline(const std::vector<Command>& commands,
                                                  const std::vector<const Script*>& scripts) {
   if (auto s = ensure_connected(); !s) {

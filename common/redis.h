@@ -73,6 +73,8 @@ class RedisClient {
   // Any EVALSHA answered NOSCRIPT is retried after SCRIPT LOAD of the matching script.
   Result<std::vector<Reply>> pipeline(const std::vector<Command>& commands,
                                       const std::vector<const Script*>& scripts = {});
+  // The same, for writes whose replies do not matter: an error reply of any one is the error.
+  Status pipeline_ok(const std::vector<Command>& commands);
   Result<Reply> eval(const Script& script, const std::vector<std::string>& keys,
                      const std::vector<std::string>& args);
   Status ping();

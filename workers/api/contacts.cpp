@@ -159,22 +159,6 @@ std::vector<std::string> ids_of(const Json& contact) {
   return ids;
 }
 
-Status run(redis::RedisClient& redis, const std::vector<redis::Command>& cmds) {
-  if (cmds.empty()) {
-    return {};
-  }
-  auto r = redis.pipeline(cmds);
-  if (!r) {
-    return Unexpected(r.error());
-  }
-  for (const auto& reply : *r) {
-    if (reply.is_error()) {
-      return Unexpected(Error::transient("redis: " + reply.str));
-    }
-  }
-  return {};
-}
-
 }  // namespace
 
 Status mirror(redis::RedisClient& redis, const Json& contact) {
@@ -184,7 +168,7 @@ Status mirror(redis::RedisClient& redis, const Json& contact) {
                     contact.value("allowlisted", false) ? "1" : "0", "opt_in",
                     contact.value("opt_in", false) ? "1" : "0"});
   }
-  return run(redis, cmds);
+  return redis.pipeline_ok(cmds);
 }
 
 Status unmirror(redis::RedisClient& redis, const std::vector<std::string>& ids) {
@@ -192,7 +176,7 @@ Status unmirror(redis::RedisClient& redis, const std::vector<std::string>& ids) 
   for (const auto& id : ids) {
     cmds.push_back({"DEL", "snd:contact:" + id});
   }
-  return run(redis, cmds);
+  return redis.pipeline_ok(cmds);
 }
 
 Result<int64_t> mirror_all(pg::Connection& db, redis::RedisClient& redis) {
@@ -210,7 +194,7 @@ Result<int64_t> mirror_all(pg::Connection& db, redis::RedisClient& redis) {
       }
     }
     if (cmds.size() >= 1000 || i + 1 == r->size()) {
-      if (Status st = run(redis, cmds); !st) {
+      if (Status st = redis.pipeline_ok(cmds); !st) {
         return Unexpected(st.error());
       }
       cmds.clear();

@@ -83,18 +83,9 @@ Status State::remember(const std::string& key, const std::vector<MemoryEntry>& e
   for (const auto& e : entries) {
     push.push_back(nlohmann::json{{"role", e.role}, {"content", e.content}}.dump());
   }
-  auto r = redis_.pipeline({push,
-                            {"LTRIM", k, "-" + std::to_string(2 * memory_turns_), "-1"},
-                            {"PEXPIRE", k, std::to_string(memory_ttl_ms_)}});
-  if (!r) {
-    return Unexpected(r.error());
-  }
-  for (const auto& reply : *r) {
-    if (reply.is_error()) {
-      return Unexpected(Error::transient("redis: " + reply.str));
-    }
-  }
-  return {};
+  return redis_.pipeline_ok({push,
+                             {"LTRIM", k, "-" + std::to_string(2 * memory_turns_), "-1"},
+                             {"PEXPIRE", k, std::to_string(memory_ttl_ms_)}});
 }
 
 Status State::forget(const std::string& key) {
