@@ -22,6 +22,17 @@ Json nullable_ms(const pg::Rows& r, int col) {
   return r.null(0, col) ? Json() : Json(r.integer(0, col));
 }
 
+// The ids (id, wa_id, user_id: the first three columns) of one row that are set.
+std::vector<std::string> ids_in_row(const pg::Rows& r, int row) {
+  std::vector<std::string> ids;
+  for (int c = 0; c < 3; ++c) {
+    if (!r.null(row, c)) {
+      ids.emplace_back(r.text(row, c));
+    }
+  }
+  return ids;
+}
+
 Json contact_of(const pg::Rows& r) {
   return {{"id", std::string(r.text(0, 0))},
           {"wa_id", nullable(r, 1)},
@@ -138,11 +149,8 @@ Result<std::vector<std::string>> Contacts::remove(const std::string& raw_id) {
   }
   std::vector<std::string> ids;
   for (int i = 0; i < r->size(); ++i) {
-    for (int c = 0; c < 3; ++c) {
-      if (!r->null(i, c)) {
-        ids.emplace_back(r->text(i, c));
-      }
-    }
+    auto more = ids_in_row(*r, i);
+    ids.insert(ids.end(), more.begin(), more.end());
   }
   return ids;
 }
@@ -187,11 +195,9 @@ Result<int64_t> mirror_all(pg::Connection& db, redis::RedisClient& redis) {
   }
   std::vector<redis::Command> cmds;
   for (int i = 0; i < r->size(); ++i) {
-    for (int c = 0; c < 3; ++c) {
-      if (!r->null(i, c)) {
-        cmds.push_back({"HSET", "snd:contact:" + std::string(r->text(i, c)), "allowlisted",
-                        r->text(i, 4) == "t" ? "1" : "0", "opt_in", r->text(i, 3) == "t" ? "1" : "0"});
-      }
+    for (const auto& id : ids_in_row(*r, i)) {
+      cmds.push_back({"HSET", "snd:contact:" + id, "allowlisted", r->text(i, 4) == "t" ? "1" : "0",
+                      "opt_in", r->text(i, 3) == "t" ? "1" : "0"});
     }
     if (cmds.size() >= 1000 || i + 1 == r->size()) {
       if (Status st = redis.pipeline_ok(cmds); !st) {
