@@ -3,12 +3,20 @@
 #include <nlohmann/json.hpp>
 
 #include "topics/catalogue_embedded.h"
+#include "topics/schemas_embedded.h"
 
 namespace wafleet::topics {
 
 const std::string& catalogue_json() {
   static const std::string json(kCatalogueJson);
   return json;
+}
+
+const nlohmann::json& schema(const std::string& name) {
+  static const nlohmann::json all = nlohmann::json::parse(kSchemasJson, nullptr, false);
+  static const nlohmann::json none;
+  auto it = all.is_object() ? all.find(name) : all.end();
+  return all.is_object() && it != all.end() ? *it : none;
 }
 
 const std::vector<TopicSpec>& catalogue() {

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace wafleet::topics {
 
 struct TopicSpec {
@@ -22,6 +24,9 @@ struct TopicSpec {
 const std::vector<TopicSpec>& catalogue();
 std::optional<TopicSpec> find(const std::string& name);
 const std::string& catalogue_json();
+// A record schema of topics/schemas/ by name ("outbound_request"), compiled in; null when
+// there is none of that name.
+const nlohmann::json& schema(const std::string& name);
 
 inline constexpr const char* kInbound = "wa.inbound";
 inline constexpr const char* kStatus = "wa.status";

@@ -209,6 +209,16 @@ TEST_F(ApiRoutes, SendingValidatesLikeTheSenderAndAnswers202WithTheRequestId) {
   EXPECT_EQ(bad.result_int(), 422u);
   EXPECT_EQ(body_of(bad)["error"]["code"], "invalid_request");
   EXPECT_EQ(call(bhttp::verb::post, "/v1/messages", "{nope").result_int(), 400u);
+  // Checked against wa.outbound's own schema first: the error names the field.
+  auto wrong_type = call(bhttp::verb::post, "/v1/messages",
+                         R"({"phone_number_id":"111","to":447700900001,"type":"text","text":{"body":"hi"}})");
+  EXPECT_EQ(wrong_type.result_int(), 422u);
+  EXPECT_NE(body_of(wrong_type)["error"].value("message", "").find("/to: must be a string"), std::string::npos)
+      << wrong_type.body();
+  auto unknown = call(bhttp::verb::post, "/v1/messages", R"({"phone_number_id":"111","to":"1","type":"fax"})");
+  EXPECT_EQ(unknown.result_int(), 422u);
+  EXPECT_NE(body_of(unknown)["error"].value("message", "").find("/type: must be one of"), std::string::npos)
+      << unknown.body();
   EXPECT_EQ(sent_.size(), 1u);
 }
 
@@ -539,6 +549,11 @@ TEST(ApiDescription, IsOpenApi31WithEveryRouteThisApiServes) {
                         "/v1/bulk/jobs/{id}/cancel", "/v1/bulk/jobs/{id}/report", "/v1/media/{message_id}"}) {
     EXPECT_TRUE(doc["paths"].contains(p)) << p;
   }
+  // The body of POST /v1/messages is described by the topic's schema itself.
+  Json topic = topics::schema("outbound_request");
+  topic.erase("$schema");
+  topic.erase("$id");
+  EXPECT_EQ(doc["components"]["schemas"]["OutboundRequest"], topic);
 }
 
 }  // namespace

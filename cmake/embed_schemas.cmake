@@ -1,0 +1,15 @@
+# Writes a header holding every topic schema as one JSON object {"<name>": <schema>, ...} in a
+# raw string literal: cmake -DDIR=topics/schemas -DOUT=... -DNAME=...
+file(GLOB files "${DIR}/*.schema.json")
+list(SORT files)
+set(content "{")
+set(sep "")
+foreach(f ${files})
+  get_filename_component(base "${f}" NAME)
+  string(REPLACE ".schema.json" "" name "${base}")
+  file(READ "${f}" one)
+  string(APPEND content "${sep}\n\"${name}\": ${one}")
+  set(sep ",")
+endforeach()
+string(APPEND content "}")
+file(WRITE "${OUT}" "#pragma once\n// Generated from ${DIR}; do not edit.\ninline constexpr const char* ${NAME} = R\"__wafleet__(${content})__wafleet__\";\n")
