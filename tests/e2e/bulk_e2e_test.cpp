@@ -15,7 +15,9 @@
 #include "common/clock.h"
 #include "common/crypto.h"
 #include "common/http_client.h"
+#include "common/pg.h"
 #include "tests/support/services.h"
+#include "workers/store/db.h"
 
 namespace wafleet {
 namespace {
@@ -135,8 +137,8 @@ class BulkE2E : public ::testing::Test {
     return s;
   }
 
-  int cli(const std::string& args, std::string& out) {
-    return test::run_command("WAFLEET_KAFKA_BROKERS=" + brokers_ + " WAFLEET_REDIS_URL=" + redis_.url() +
+  int cli(const std::string& args, std::string& out, const std::string& env = "") {
+    return test::run_command(env + "WAFLEET_KAFKA_BROKERS=" + brokers_ + " WAFLEET_REDIS_URL=" + redis_.url() +
                                  " WAFLEET_PORTFOLIO_DAILY_LIMIT=" + std::to_string(daily_limit_) +
                                  " WAFLEET_NUMBER_RATE=" + std::to_string(rate_) + " " + kBin +
                                  "/wafleet " + args,
@@ -485,6 +487,64 @@ TEST_F(BulkE2E, QuietHoursInTheRecipientsZoneHoldTheirMessagesUntilTheyEnd) {
   set_clock_offset(121LL * 60 * 1000);
   ASSERT_TRUE(wait_state(job, "COMPLETED", std::chrono::seconds(30))) << show(job).dump(2);
   EXPECT_EQ(sends().per_person.size(), 20u);
+}
+
+// Erasure and bulk jobs: a person forgotten before their job runs is never sent to, and one
+// forgotten after it ended leaves the stored report; each keeps only their line in the report.
+TEST_F(BulkE2E, AForgottenPersonIsNeverSentToAndTheStoredReportNoLongerNamesThem) {
+  start_workers(100);
+  test::PostgresServer pg;
+  const std::string db_url = pg.fresh_database("bulk_forget");
+  {
+    auto db = pg::Connection::connect(pg::Options{db_url});
+    ASSERT_TRUE(db) << db.error().message;
+    ASSERT_TRUE(store::migrate(**db));
+  }
+  auto forget = [&](const std::string& who) {
+    std::string out;
+    const int rc = cli("forget '" + who + "' --actor e2e", out, "WAFLEET_DATABASE_URL=" + db_url +
+                                                              " WAFLEET_SUPPRESSION_SALT=bulk-salt ");
+    EXPECT_EQ(rc, 0) << out;
+    return out;
+  };
+  // 40 people; person 3 is also written twice (a duplicate row, left out before launch).
+  const std::string job = create(list(40, {"+44 7700 000003,again"}),
+                                 "--schedule " + format_iso8601(wall_clock_ms() + 4000));
+  EXPECT_EQ(state(job), "SCHEDULED");
+  const std::string out = forget("+44 7700 000003");
+  EXPECT_NE(out.find("\"bulk_rows\": 2"), std::string::npos) << out;
+  ASSERT_TRUE(wait_state(job, "COMPLETED", std::chrono::seconds(60))) << show(job).dump(2);
+  auto s = sends();
+  EXPECT_EQ(s.per_person.count(phone(3)), 0u) << "a forgotten person was sent to";
+  EXPECT_EQ(s.total, 39u);
+  EXPECT_EQ(s.per_person.size(), 39u);
+  EXPECT_EQ(show(job)["counts"].value("skipped", 0), 1) << show(job).dump(2);  // person 3
+  EXPECT_EQ(show(job).value("rejected", 0), 1) << show(job).dump(2);            // the duplicate
+
+  // After the job: the report already stored is written again without person 7.
+  const std::string uri = show(job).value("report_uri", "");
+  ASSERT_EQ(uri.rfind("file://", 0), 0u) << uri;
+  ASSERT_NE(test::read_trimmed(uri.substr(7)).find(phone(7)), std::string::npos);
+  const std::string out7 = forget(phone(7));
+  EXPECT_NE(out7.find("\"bulk_reports_rewritten\": 1"), std::string::npos) << out7;
+  for (const char* kind : {".json", ".csv"}) {
+    const std::string file = dir_ + "/store/reports/bulk/" + job + kind;
+    const std::string text = test::read_trimmed(file);
+    EXPECT_FALSE(text.empty()) << file;
+    EXPECT_EQ(text.find(phone(7)), std::string::npos) << file;
+    EXPECT_EQ(text.find(phone(3)), std::string::npos) << file;
+    EXPECT_NE(text.find(phone(8)), std::string::npos) << file;
+  }
+  Json rep = report(job);
+  ASSERT_EQ(rep["recipients"].size(), 41u);
+  int blank = 0;
+  for (const auto& r : rep["recipients"]) {
+    if (r.value("to", "").empty()) {
+      ++blank;
+      EXPECT_TRUE(r.value("wamid", "").empty()) << r.dump();
+    }
+  }
+  EXPECT_EQ(blank, 3) << rep.dump(1);
 }
 
 }  // namespace

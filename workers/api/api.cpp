@@ -11,8 +11,11 @@
 #include "api/page_embedded.h"
 #include "common/clock.h"
 #include "common/crypto.h"
+#include "common/json_schema.h"
 #include "common/json_util.h"
 #include "common/log.h"
+#include "common/text.h"
+#include "topics/topics.h"
 #include "workers/api/contacts.h"
 #include "workers/sender/request.h"
 
@@ -22,17 +25,6 @@ using Json = nlohmann::json;
 namespace bhttp = boost::beast::http;
 
 namespace {
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.pop_back();
-  }
-  size_t i = 0;
-  while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) {
-    ++i;
-  }
-  return s.substr(i);
-}
 
 bool is_hex64(const std::string& s) {
   if (s.size() != 64) {
@@ -119,8 +111,18 @@ std::string id_after(const std::string& path, std::string_view prefix) {
 
 }  // namespace
 
+// The description as written, with the topics' own record schemas where a body is one
+// (OutboundRequest is topics/schemas/outbound_request.schema.json): what clients are told is
+// what the API checks.
 const std::string& openapi_json() {
-  static const std::string doc = kOpenApiJson;
+  static const std::string doc = [] {
+    Json d = Json::parse(kOpenApiJson);
+    Json request = topics::schema("outbound_request");
+    request.erase("$schema");
+    request.erase("$id");
+    d["components"]["schemas"]["OutboundRequest"] = request;
+    return d.dump(1);
+  }();
   return doc;
 }
 
@@ -403,6 +405,9 @@ http::Response Api::handle(const http::Request& req, Session& session) {
     }
     if (!body.contains("request_id")) {
       body["request_id"] = "api-" + crypto::random_hex(16);
+    }
+    if (auto bad = json_schema::first_error(topics::schema("outbound_request"), body)) {
+      return error_response(req, 422, "invalid_request", "the body is not an outbound request (" + *bad + ")");
     }
     auto parsed = sender::parse_request(body);
     if (!parsed) {

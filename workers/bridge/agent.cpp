@@ -5,6 +5,7 @@
 
 #include "common/crypto.h"
 #include "common/json_util.h"
+#include "common/text.h"
 
 namespace wafleet::bridge {
 namespace {
@@ -33,15 +34,6 @@ size_t char_count(const std::string& s) {
     n += (c & 0xC0) != 0x80 ? 1 : 0;
   }
   return n;
-}
-
-std::string trim(const std::string& s) {
-  const auto first = s.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos) {
-    return "";
-  }
-  const auto last = s.find_last_not_of(" \t\r\n");
-  return s.substr(first, last - first + 1);
 }
 
 // Lowercased (ASCII), surrounding spaces and punctuation removed: how keywords compare.

@@ -12,6 +12,7 @@
 
 #include "common/crypto.h"
 #include "common/json_util.h"
+#include "common/text.h"
 
 namespace wafleet::bulk {
 
@@ -23,18 +24,6 @@ constexpr const char* kStateNames[] = {"PENDING", "SCHEDULED", "IN_PROGRESS", "P
                                        "COMPLETED", "CANCELLED", "FAILED"};
 constexpr const char* kStatusNames[] = {"pending", "sending", "waiting", "sent", "delivered",
                                         "read", "failed", "skipped", "cancelled"};
-
-std::string trim(const std::string& s) {
-  size_t b = 0;
-  size_t e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b])) != 0) {
-    ++b;
-  }
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1])) != 0) {
-    --e;
-  }
-  return s.substr(b, e - b);
-}
 
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
@@ -366,6 +355,9 @@ Expected<Table, std::string> read_table(const std::string& text) {
 }
 
 Json Recipient::to_json() const {
+  if (erased) {
+    return {{"l", line}, {"x", 1}};
+  }
   Json j = {{"l", line}, {"c", components}};
   if (!to.empty()) {
     j["to"] = to;
@@ -385,6 +377,10 @@ Expected<Recipient, std::string> Recipient::from_json(const Json& j) {
   }
   Recipient r;
   r.line = static_cast<size_t>(json::int_or(j, "l", 0));
+  if (json::int_or(j, "x", 0) != 0) {
+    r.erased = true;
+    return r;
+  }
   r.to = json::str(j, "to");
   r.recipient = json::str(j, "u");
   r.tz = json::str(j, "tz");

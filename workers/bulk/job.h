@@ -65,6 +65,7 @@ struct Recipient {
   std::string recipient;  // a business-scoped user id (BSUID), or empty
   std::string tz;         // IANA name or +HH:MM; empty: none
   nlohmann::json components = nlohmann::json::array();  // the template's components
+  bool erased = false;    // the person was forgotten (`wafleet forget`): only the line is left
   const std::string& identity() const { return to.empty() ? recipient : to; }
   nlohmann::json to_json() const;
   static Expected<Recipient, std::string> from_json(const nlohmann::json& j);

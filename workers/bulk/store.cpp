@@ -1,8 +1,12 @@
 #include "workers/bulk/store.h"
 
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <sstream>
 
 #include "common/json_util.h"
+#include "common/text.h"
 
 namespace wafleet::bulk {
 
@@ -826,6 +830,94 @@ Status Store::each_report_row(const JobInfo& job, const std::function<void(const
   return {};
 }
 
+namespace {
+
+// An erased recipient's status keeps its phase and times, not the wamid of our message to them.
+// KEYS: st. ARGV: index.
+const redis::Script kForgetStatus(R"lua(
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+if rec.w == nil then return 0 end
+rec.w = nil
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+return 1
+)lua");
+
+// A rejected row's `to` as written, in the form erasure is asked for.
+std::string rejected_identity(const std::string& written) {
+  if (auto phone = normalize_phone(written)) {
+    return *phone;
+  }
+  return trim(written);
+}
+
+}  // namespace
+
+Result<Store::Erased> Store::erase_people(const std::vector<std::string>& identities) {
+  constexpr int64_t kBatch = 1000;
+  const std::set<std::string> who(identities.begin(), identities.end());
+  Erased out;
+  auto jobs = redis_.command({"ZRANGE", kJobs, "0", "-1"});
+  if (!jobs || jobs->is_error()) {
+    return Unexpected(jobs ? redis_error(*jobs) : jobs.error());
+  }
+  for (const auto& e : jobs->elements) {
+    const std::string& id = e.str;
+    std::vector<redis::Command> writes;
+    for (const auto& [key, rejected] : {std::pair{rcpt_key(id), false}, std::pair{rej_key(id), true}}) {
+      for (int64_t from = 0;; from += kBatch) {
+        auto r = redis_.command({"LRANGE", key, std::to_string(from), std::to_string(from + kBatch - 1)});
+        if (!r || r->is_error()) {
+          return Unexpected(r ? redis_error(*r) : r.error());
+        }
+        for (size_t k = 0; k < r->elements.size(); ++k) {
+          const std::string index = std::to_string(from + static_cast<int64_t>(k));
+          auto row = json::parse(r->elements[k].str);
+          if (!rejected) {
+            auto rec = Recipient::from_json(row);
+            if (!rec || rec->erased || who.count(rec->identity()) == 0) {
+              continue;
+            }
+            Recipient tomb;
+            tomb.line = rec->line;
+            tomb.erased = true;
+            writes.push_back({"LSET", key, index, tomb.to_json().dump()});
+            writes.push_back(kForgetStatus.evalsha({st_key(id)}, {index}));
+          } else {
+            if (who.count(rejected_identity(json::str(row, "to"))) == 0) {
+              continue;
+            }
+            Rejected blank;
+            blank.line = static_cast<size_t>(json::int_or(row, "line", 0));
+            blank.reason = json::str(row, "reason");
+            blank.detail = "erased";
+            writes.push_back({"LSET", key, index, blank.to_json().dump()});
+          }
+          ++out.rows;
+        }
+        if (r->elements.size() < static_cast<size_t>(kBatch)) {
+          break;
+        }
+      }
+    }
+    if (writes.empty()) {
+      continue;
+    }
+    auto r = redis_.pipeline(writes, {&kForgetStatus});
+    if (!r) {
+      return Unexpected(r.error());
+    }
+    for (const auto& one : *r) {
+      if (one.is_error()) {
+        return Unexpected(redis_error(one));
+      }
+    }
+    out.jobs.push_back(id);
+  }
+  return out;
+}
+
 Status report_json(Store& store, const JobInfo& job, std::ostream& out) {
   Json head = job.to_json();
   head["generated_at"] = format_iso8601(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -901,6 +993,53 @@ Status report_csv(Store& store, const JobInfo& job, std::ostream& out) {
     return Unexpected(Error::transient("report: the output could not be written"));
   }
   return {};
+}
+
+Result<std::string> write_report(Store& store, const JobInfo& job, const ReportPlace& place) {
+  const media::S3Options* s3 = place.s3 != nullptr && !place.s3->bucket.empty() ? place.s3 : nullptr;
+  const std::string staging = s3 != nullptr ? s3->staging_dir : place.local_root + "/reports/bulk";
+  std::error_code ec;
+  std::filesystem::create_directories(staging, ec);
+  const std::string base = "reports/bulk/" + job.spec.id;
+  std::string uri;
+  for (const std::string kind : {"csv", "json"}) {
+    const std::string temp = staging + "/." + job.spec.id + "." + kind + ".part";
+    {
+      std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+      auto st = kind == "csv" ? report_csv(store, job, out) : report_json(store, job, out);
+      out.close();
+      if (!st || !out) {
+        std::filesystem::remove(temp, ec);
+        return Unexpected(st ? Error::transient("cannot write " + temp) : st.error());
+      }
+    }
+    auto stored = media::store_named(base + "." + kind, temp, kind == "csv" ? "text/csv" : "application/json",
+                                     place.local_root, s3);
+    if (!stored) {
+      return Unexpected(stored.error());
+    }
+    uri = *stored;  // the JSON's, written last
+  }
+  return uri;
+}
+
+Result<std::string> rewrite_report(Store& store, const JobInfo& job, const media::S3Options* s3) {
+  const std::string tail = "reports/bulk/" + job.spec.id + ".json";
+  const std::string& uri = job.report_uri;
+  if (!uri.ends_with(tail)) {
+    return Unexpected(Error::invalid("report " + uri + ": not a wafleet report of job " + job.spec.id));
+  }
+  if (uri.starts_with("file://")) {
+    std::string root = uri.substr(7, uri.size() - 7 - tail.size());
+    return write_report(store, job, {root.empty() ? "/" : root, nullptr});
+  }
+  if (uri.starts_with("s3://")) {
+    if (s3 == nullptr || s3->bucket.empty() || uri != "s3://" + s3->bucket + "/" + s3->prefix + tail) {
+      return Unexpected(Error::invalid("report " + uri + ": not in the configured S3 bucket and prefix"));
+    }
+    return write_report(store, job, {"", s3});
+  }
+  return Unexpected(Error::invalid("report " + uri + ": neither file:// nor s3://"));
 }
 
 }  // namespace wafleet::bulk

@@ -28,6 +28,7 @@
 
 #include "common/redis.h"
 #include "workers/bulk/job.h"
+#include "workers/media/media.h"
 
 namespace wafleet::bulk {
 
@@ -176,6 +177,17 @@ class Store {
   };
   Status each_report_row(const JobInfo& job, const std::function<void(const ReportRow&)>& row);
 
+  // Erasure (`wafleet forget`): in every job, the rows of these people (phone digits or
+  // business-scoped user ids) become tombstones that keep only the line (a pending one is then
+  // skipped as erased, never sent), their statuses lose the wamid, and their rejected rows lose
+  // what was written. The job's counts and state do not change. Stored reports are not
+  // rewritten here: see rewrite_report.
+  struct Erased {
+    std::vector<std::string> jobs;  // the jobs that held them
+    int64_t rows = 0;               // recipients and rejected rows blanked
+  };
+  Result<Erased> erase_people(const std::vector<std::string>& identities);
+
  private:
   redis::RedisClient& redis_;
 };
@@ -184,5 +196,18 @@ class Store {
 // store, streamed a thousand rows at a time (a million recipients never sit in memory at once).
 Status report_json(Store& store, const JobInfo& job, std::ostream& out);
 Status report_csv(Store& store, const JobInfo& job, std::ostream& out);
+
+// Where reports are stored: reports/bulk/<job>.csv and .json under the local root, or under the
+// bucket's prefix with s3 (staged in the S3 options' staging dir first).
+struct ReportPlace {
+  std::string local_root;
+  const media::S3Options* s3 = nullptr;
+};
+// Both reports, streamed to staging files and stored; returns the JSON's URI.
+Result<std::string> write_report(Store& store, const JobInfo& job, const ReportPlace& place);
+// Writes a stored report again where it is (after an erasure): the place comes from the job's
+// report_uri (file://<root>/reports/bulk/<job>.json, or s3:// with these S3 options).
+// invalid_input when the URI is not one wafleet wrote, or is s3:// and s3 is null.
+Result<std::string> rewrite_report(Store& store, const JobInfo& job, const media::S3Options* s3);
 
 }  // namespace wafleet::bulk

@@ -581,7 +581,7 @@ class BulkCore : public worker::Core {
     if (!*job) {
       return store.deactivate(id);
     }
-    auto uri = write_report(store, **job);
+    auto uri = write_report(store, **job, {c_.storage_dir, c_.storage == "s3" ? &c_.s3 : nullptr});
     if (!uri) {
       log::error("bulk.report_failed", {{"job_id", id}, {"error", uri.error().message}});
       return Unexpected(uri.error());
@@ -595,36 +595,6 @@ class BulkCore : public worker::Core {
                                  {"failed", (*job)->count(Phase::kFailed)},
                                  {"report", *uri}});
     return store.deactivate(id);
-  }
-
-  // Streamed to files in the storage's staging place, then stored under reports/bulk/.
-  Result<std::string> write_report(Store& store, const JobInfo& job) {
-    const media::S3Options* s3 = c_.storage == "s3" ? &c_.s3 : nullptr;
-    const std::string staging = s3 != nullptr ? c_.s3.staging_dir : c_.storage_dir + "/reports/bulk";
-    std::error_code ec;
-    std::filesystem::create_directories(staging, ec);
-    const std::string base = "reports/bulk/" + job.spec.id;
-    std::string uri;
-    for (const char* kind : {"csv", "json"}) {
-      const std::string temp = staging + "/." + job.spec.id + "." + kind + ".part";
-      {
-        std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-        auto st = std::string(kind) == "csv" ? report_csv(store, job, out) : report_json(store, job, out);
-        out.close();
-        if (!st || !out) {
-          std::filesystem::remove(temp, ec);
-          return Unexpected(st ? Error::transient("cannot write " + temp) : st.error());
-        }
-      }
-      auto stored = media::store_named(base + "." + kind, temp,
-                                       std::string(kind) == "csv" ? "text/csv" : "application/json",
-                                       c_.storage_dir, s3);
-      if (!stored) {
-        return Unexpected(stored.error());
-      }
-      uri = *stored;  // the JSON's, written last
-    }
-    return uri;
   }
 
   // --- the driver --------------------------------------------------------------------------
@@ -804,6 +774,12 @@ class BulkCore : public worker::Core {
     std::vector<size_t> done_but_due;
     for (size_t k = 0; k < cands.size(); ++k) {
       const auto& cd = cands[k];
+      if (cd.recipient.erased && !final_phase(cd.status.status) && cd.status.status != Phase::kSent &&
+          cd.status.status != Phase::kDelivered && cd.status.status != Phase::kRead) {
+        decided.push_back({id, cd.index, Op::kSkipped, 0, now, "", 0,
+                           "erased: the person was forgotten (wafleet forget)", 0});
+        continue;
+      }
       if (cd.recipient.identity().empty() || final_phase(cd.status.status) ||
           cd.status.status == Phase::kSent || cd.status.status == Phase::kDelivered ||
           cd.status.status == Phase::kRead) {

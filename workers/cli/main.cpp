@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/config.h"
+#include "common/text.h"
 #include "common/crypto.h"
 #include "common/http_client.h"
 #include "common/kafka.h"
@@ -33,13 +34,6 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) {
-    s.pop_back();
-  }
-  return s;
 }
 
 std::string brokers_from(const std::string& brokers, const std::string& bootstrap_file) {

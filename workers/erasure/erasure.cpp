@@ -6,7 +6,9 @@
 
 #include "common/clock.h"
 #include "common/crypto.h"
+#include "common/text.h"
 #include "topics/topics.h"
+#include "workers/bulk/store.h"
 
 namespace wafleet::erasure {
 
@@ -57,14 +59,7 @@ std::string normalize_identity(const std::string& raw) {
   if (phone) {
     return digits;
   }
-  std::string id = raw;
-  while (!id.empty() && std::isspace(static_cast<unsigned char>(id.back())) != 0) {
-    id.pop_back();
-  }
-  while (!id.empty() && std::isspace(static_cast<unsigned char>(id.front())) != 0) {
-    id.erase(0, 1);
-  }
-  return id;
+  return trim(raw);
 }
 
 Json Report::to_json() const {
@@ -293,6 +288,36 @@ Result<Report> Eraser::forget(const std::string& raw_identity, int64_t now_ms) {
     }
   }
   report.removed.emplace_back("redis_keys", redis_keys);
+
+  // Bulk jobs: their rows become tombstones (the line stays, the person does not), and the
+  // reports already stored are written again from them.
+  bulk::Store jobs(redis_);
+  auto erased = jobs.erase_people(ids);
+  if (!erased) {
+    report.remaining.push_back({{"where", "redis bulk:rcpt, bulk:rej, bulk:st"}, {"until", "a second forget"},
+                                {"why", erased.error().message}});
+  } else {
+    report.removed.emplace_back("bulk_rows", erased->rows);
+    int64_t rewritten = 0;
+    for (const auto& id : erased->jobs) {
+      auto job = jobs.job(id);
+      if (job && (!*job || (*job)->report_uri.empty())) {
+        continue;  // gone, or its report not written yet (it will be, from the tombstones)
+      }
+      auto written = job ? bulk::rewrite_report(jobs, **job, options_.s3)
+                         : Result<std::string>(Unexpected(job.error()));
+      if (!written) {
+        // The bulk worker writes a finished job's report when it has none: it takes over.
+        const bool handed = jobs.set_fields(id, {{"report_uri", ""}}) && jobs.activate(id);
+        report.remaining.push_back({{"where", "bulk report of job " + id},
+                                    {"until", handed ? "the bulk worker writes it again" : "a second forget"},
+                                    {"why", written.error().message}});
+        continue;
+      }
+      ++rewritten;
+    }
+    report.removed.emplace_back("bulk_reports_rewritten", rewritten);
+  }
 
   // Kafka: a record cannot leave a segment before its retention; say until when.
   for (const auto& t : topics::catalogue()) {
