@@ -243,15 +243,19 @@ void Connection::rollback() {
 // --- text helpers ---------------------------------------------------------------------------
 
 void copy_field(std::string& line, std::string_view value) {
-  for (char c : value) {
-    switch (c) {
-      case '\\': line += "\\\\"; break;
-      case '\t': line += "\\t"; break;
-      case '\n': line += "\\n"; break;
-      case '\r': line += "\\r"; break;
-      default: line.push_back(c);
+  // Runs without a character to escape are appended whole.
+  size_t start = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    if (c != '\\' && c != '\t' && c != '\n' && c != '\r') {
+      continue;
     }
+    line.append(value.substr(start, i - start));
+    line.push_back('\\');
+    line.push_back(c == '\\' ? '\\' : c == '\t' ? 't' : c == '\n' ? 'n' : 'r');
+    start = i + 1;
   }
+  line.append(value.substr(start));
 }
 
 void copy_null(std::string& line) { line += "\\N"; }

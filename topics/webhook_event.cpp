@@ -187,4 +187,21 @@ Expected<WebhookEvent, std::string> WebhookEvent::from_json(const nlohmann::json
   return e;
 }
 
+Expected<WebhookEvent, std::string> WebhookEvent::from_json(nlohmann::json&& j) {
+  nlohmann::json raw;
+  bool had_raw = false;
+  if (j.is_object()) {
+    if (auto it = j.find("raw"); it != j.end()) {
+      raw = std::move(*it);
+      j.erase(it);
+      had_raw = true;
+    }
+  }
+  auto e = from_json(static_cast<const nlohmann::json&>(j));
+  if (e && had_raw) {
+    e->raw = std::move(raw);
+  }
+  return e;
+}
+
 }  // namespace wafleet

@@ -43,6 +43,8 @@ struct WebhookEvent {
   // receiver's hot path.
   std::string encode() const;
   static Expected<WebhookEvent, std::string> from_json(const nlohmann::json& j);
+  // The same, taking the raw object out of j instead of copying it (the store's hot path).
+  static Expected<WebhookEvent, std::string> from_json(nlohmann::json&& j);
 };
 
 }  // namespace wafleet

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/pg.h"
 #include "tests/support/fixtures.h"
 #include "topics/topics.h"
 #include "workers/receiver/webhook_parser.h"
@@ -58,6 +59,19 @@ std::vector<std::vector<std::string>> rows_of(const Batch& b, Table t) {
 }
 
 Rules no_retention() { return Rules{0, 0}; }
+
+TEST(StoreRecord, CopyFieldsEscapeExactlyWhatCopyTextFormatNeeds) {
+  std::string line;
+  pg::copy_field(line, "plain text, with 'quotes' and \"double\" and é");
+  EXPECT_EQ(line, "plain text, with 'quotes' and \"double\" and é");
+  line.clear();
+  pg::copy_field(line, "a\\b\tc\nd\re\\");
+  EXPECT_EQ(line, "a\\\\b\\tc\\nd\\re\\\\");
+  line.clear();
+  pg::copy_field(line, "");
+  pg::copy_field(line, "\n");
+  EXPECT_EQ(line, "\\n");
+}
 
 TEST(StoreRecord, EveryInboundFixtureBecomesOneMessageRowWithItsWamid) {
   int messages = 0;

@@ -181,8 +181,8 @@ bool expired(const Rules& rules, int64_t at_ms) {
   return rules.now_ms > 0 && at_ms < rules.now_ms - rules.retention_ms;
 }
 
-Status add_inbound(const Json& j, const Rules& rules, Batch& b) {
-  auto ev = WebhookEvent::from_json(j);
+Status add_inbound(Json&& j, const Rules& rules, Batch& b) {
+  auto ev = WebhookEvent::from_json(std::move(j));
   if (!ev) {
     return Unexpected(Error::invalid("wa.inbound: " + ev.error()));
   }
@@ -220,8 +220,8 @@ Status add_inbound(const Json& j, const Rules& rules, Batch& b) {
   return {};
 }
 
-Status add_status(const Json& j, const Rules& rules, Batch& b) {
-  auto ev = WebhookEvent::from_json(j);
+Status add_status(Json&& j, const Rules& rules, Batch& b) {
+  auto ev = WebhookEvent::from_json(std::move(j));
   if (!ev) {
     return Unexpected(Error::invalid("wa.status: " + ev.error()));
   }
@@ -386,15 +386,15 @@ Status add_handoff(const Json& j, const Rules& rules, Batch& b) {
 }  // namespace
 
 Status add(const kafka::Record& r, const Rules& rules, Batch& b) {
-  const Json j = json::parse(r.value);
+  Json j = json::parse(r.value);
   if (j.is_discarded() || !j.is_object()) {
     return Unexpected(Error::invalid(r.topic + ": not a JSON object"));
   }
   Status st;
   if (r.topic == topics::kInbound) {
-    st = add_inbound(j, rules, b);
+    st = add_inbound(std::move(j), rules, b);
   } else if (r.topic == topics::kStatus) {
-    st = add_status(j, rules, b);
+    st = add_status(std::move(j), rules, b);
   } else if (r.topic == topics::kOutbound) {
     st = add_outbound(r, j, rules, b);
   } else if (r.topic == topics::kOutboundResults) {
