@@ -653,25 +653,47 @@ Result<std::vector<TopicOutcome>> create_topics(const ClientConfig& config,
   return out;
 }
 
-Result<std::map<std::string, int32_t>> list_topics(const ClientConfig& config,
-                                                   std::chrono::milliseconds timeout) {
+Result<ClusterState> describe_cluster(const ClientConfig& config,
+                                     std::chrono::milliseconds timeout) {
   auto handle = admin_handle(config);
   if (!handle) {
     return Unexpected(handle.error());
   }
-  rd_kafka_t* rk = handle->get();
   const rd_kafka_metadata_t* md = nullptr;
-  auto err = rd_kafka_metadata(rk, 1, nullptr, &md, static_cast<int>(timeout.count()));
+  auto err = rd_kafka_metadata(handle->get(), 1, nullptr, &md, static_cast<int>(timeout.count()));
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return Unexpected(map_error(err, "metadata"));
   }
-  std::map<std::string, int32_t> out;
+  ClusterState out;
+  for (int i = 0; i < md->broker_cnt; ++i) {
+    out.brokers.push_back(md->brokers[i].id);
+  }
   for (int i = 0; i < md->topic_cnt; ++i) {
-    if (md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      out[md->topics[i].topic] = md->topics[i].partition_cnt;
+    const auto& t = md->topics[i];
+    if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      continue;
+    }
+    auto& parts = out.topics[t.topic];
+    for (int j = 0; j < t.partition_cnt; ++j) {
+      const auto& p = t.partitions[j];
+      parts.push_back({p.id, p.leader, std::vector<int32_t>(p.replicas, p.replicas + p.replica_cnt),
+                       std::vector<int32_t>(p.isrs, p.isrs + p.isr_cnt)});
     }
   }
   rd_kafka_metadata_destroy(md);
+  return out;
+}
+
+Result<std::map<std::string, int32_t>> list_topics(const ClientConfig& config,
+                                                   std::chrono::milliseconds timeout) {
+  auto cluster = describe_cluster(config, timeout);
+  if (!cluster) {
+    return Unexpected(cluster.error());
+  }
+  std::map<std::string, int32_t> out;
+  for (const auto& [name, parts] : cluster->topics) {
+    out[name] = static_cast<int32_t>(parts.size());
+  }
   return out;
 }
 

@@ -197,6 +197,20 @@ Result<std::vector<TopicOutcome>> create_topics(const ClientConfig& config,
 Result<std::map<std::string, int32_t>> list_topics(const ClientConfig& config,
                                                    std::chrono::milliseconds timeout);
 
+// Who holds what, from cluster metadata: the brokers up now, and per partition its leader
+// (-1 while it has none), replicas and in-sync replicas.
+struct PartitionState {
+  int32_t partition = 0;
+  int32_t leader = -1;
+  std::vector<int32_t> replicas;
+  std::vector<int32_t> in_sync;
+};
+struct ClusterState {
+  std::vector<int32_t> brokers;
+  std::map<std::string, std::vector<PartitionState>> topics;
+};
+Result<ClusterState> describe_cluster(const ClientConfig& config, std::chrono::milliseconds timeout);
+
 // librdkafka's mock cluster (rdkafka_mock.h), serving real TCP clients. Owns its handle.
 class MockCluster {
  public:

@@ -18,6 +18,7 @@
 #include "workers/cli/conversation.h"
 #include "workers/cli/dlq.h"
 #include "workers/cli/forget.h"
+#include "workers/cli/topics.h"
 #include "workers/sender/conversations.h"
 
 using namespace wafleet;
@@ -88,16 +89,8 @@ int main(int argc, char** argv) {
   app.add_option("--kafka-brokers", brokers, "Kafka bootstrap list (WAFLEET_KAFKA_BROKERS)");
   app.add_option("--bootstrap-file", bootstrap_file, "read the bootstrap list from a file");
 
-  // topics
-  auto* topics_cmd = app.add_subcommand("topics", "the topic catalogue");
-  topics_cmd->require_subcommand(1);
-  int replication = 1;
-  int timeout_s = 30;
-  auto* apply = topics_cmd->add_subcommand("apply", "create every catalogue topic on the cluster");
-  apply->add_option("--replication", replication, "replication factor")->check(CLI::Range(1, 7));
-  apply->add_option("--timeout", timeout_s, "seconds to wait for the cluster");
-  auto* list = topics_cmd->add_subcommand("list", "show the catalogue and what the cluster has");
-  auto* show = topics_cmd->add_subcommand("catalogue", "print the catalogue JSON");
+  cli::TopicsArgs topics_args;
+  cli::add_topics_commands(app, topics_args);
 
   // send-webhook
   auto* send = app.add_subcommand("send-webhook", "POST a signed webhook to a receiver");
@@ -176,11 +169,10 @@ int main(int argc, char** argv) {
   if (cli::forget_parsed(forget_args)) {
     return cli::run_forget(forget_args, brokers_from(brokers, bootstrap_file));
   }
-  if (show->parsed()) {
-    std::cout << topics::catalogue_json();
-    return 0;
-  }
-  if (apply->parsed() || list->parsed() || consume->parsed() || cli::dlq_parsed(dlq_args)) {
+  const bool needs_cluster =
+      (cli::topics_parsed(topics_args) && cli::topics_need_cluster(topics_args)) ||
+      consume->parsed() || cli::dlq_parsed(dlq_args);
+  if (needs_cluster) {
     brokers = brokers_from(brokers, bootstrap_file);
     if (brokers.empty()) {
       std::cerr << "wafleet: set WAFLEET_KAFKA_BROKERS or --kafka-brokers\n";
@@ -192,55 +184,8 @@ int main(int argc, char** argv) {
     return cli::run_dlq(dlq_args, kc);
   }
 
-  if (apply->parsed()) {
-    std::vector<kafka::TopicRequest> reqs;
-    for (const auto& t : topics::catalogue()) {
-      kafka::TopicRequest r;
-      r.name = t.name;
-      r.partitions = t.partitions;
-      r.replication = static_cast<int16_t>(replication);
-      r.configs = {{"retention.ms", std::to_string(t.retention_ms)},
-                   {"cleanup.policy", t.cleanup_policy}};
-      reqs.push_back(r);
-    }
-    auto res = kafka::create_topics(kc, reqs, std::chrono::seconds(timeout_s));
-    if (!res) {
-      std::cerr << "wafleet: topics apply: " << res.error().message << "\n";
-      return 1;
-    }
-    auto existing = kafka::list_topics(kc, std::chrono::seconds(timeout_s));
-    int failed = 0;
-    for (const auto& o : *res) {
-      std::string state = o.created ? "created" : o.existed ? "exists" : "FAILED: " + o.error;
-      if (o.existed && existing) {
-        auto spec = topics::find(o.name);
-        auto it = existing->find(o.name);
-        if (spec && it != existing->end() && it->second != spec->partitions) {
-          state = "exists with " + std::to_string(it->second) + " partitions, catalogue says " +
-                  std::to_string(spec->partitions) + " (not changed: repartitioning breaks keys)";
-          ++failed;
-        }
-      }
-      if (!o.created && !o.existed) {
-        ++failed;
-      }
-      std::cout << o.name << "\t" << state << "\n";
-    }
-    return failed == 0 ? 0 : 1;
-  }
-  if (list->parsed()) {
-    auto existing = kafka::list_topics(kc, std::chrono::seconds(timeout_s));
-    if (!existing) {
-      std::cerr << "wafleet: " << existing.error().message << "\n";
-      return 1;
-    }
-    for (const auto& t : topics::catalogue()) {
-      auto it = existing->find(t.name);
-      std::cout << t.name << "\tcatalogue=" << t.partitions << "\tcluster="
-                << (it == existing->end() ? std::string("missing") : std::to_string(it->second))
-                << "\n";
-    }
-    return 0;
+  if (cli::topics_parsed(topics_args)) {
+    return cli::run_topics(topics_args, kc);
   }
   if (send->parsed()) {
     if (secret.empty()) {
