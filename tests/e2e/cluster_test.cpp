@@ -10,11 +10,21 @@
 #include <set>
 #include <thread>
 
-#include <gtest/gtest.h>
+#include <csignal>
+#include <filesystem>
 
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/clock.h"
 #include "common/crypto.h"
+#include "common/http_client.h"
 #include "common/kafka.h"
+#include "common/text.h"
+#include "tests/support/fixtures.h"
 #include "tests/support/services.h"
+#include "tests/support/sns_signer.h"
 #include "topics/topics.h"
 
 namespace wafleet {
@@ -291,6 +301,507 @@ TEST_F(ReplicatedCluster, WithOneBrokerOfThreeLeftNothingIsAcknowledged) {
     values.insert(r.value);
   }
   EXPECT_TRUE(values.count("before") && values.count("after"));
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// The fault suite: the whole fleet on the 3-node cluster while every part of it is made to fail.
+// Short here (WAFLEET_FAULT_PEOPLE, WAFLEET_FAULT_BURSTS make it long: bench/run_fault_suite.sh).
+
+using Json = nlohmann::json;
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
+}
+
+class FaultSuite : public ReplicatedCluster {
+ protected:
+  static constexpr const char* kSecret = "fault-secret";
+  static constexpr const char* kPnid = "106540352240001";
+  static constexpr int kQuietMs = 1500;
+  static constexpr int kRate = 40;
+  static constexpr int kBurst = 5;
+
+  void SetUp() override {
+    ReplicatedCluster::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
+    std::string out;
+    ASSERT_EQ(test::run_command(kBin + "/wafleet --kafka-brokers " + brokers_ + " topics apply", out), 0)
+        << out;
+    dir_ = test::temp_dir("wafleet-fault");
+    cert_ = test::make_test_cert();
+    test::write_file(dir_ + "/sns.pem", cert_.cert_pem);
+    receiver_port_ = test::free_port();
+    url_ = "http://127.0.0.1:" + std::to_string(receiver_port_);
+    emulator_ = std::make_unique<test::Process>(
+        kBin + "/wafleet-graph-emulator",
+        std::vector<std::string>{"--listen", "127.0.0.1:0", "--port-file", dir_ + "/emu-port",
+                                 "--status-url", url_ + "/webhook", "--status-app-secret", kSecret,
+                                 "--statuses", "sent,delivered"},
+        std::map<std::string, std::string>{{"WAFLEET_ACCESS_TOKEN", "fault-token"}},
+        dir_ + "/emulator.log");
+    ASSERT_TRUE(test::eventually([&] { return !test::read_trimmed(dir_ + "/emu-port").empty(); }));
+    graph_ = "http://127.0.0.1:" + test::read_trimmed(dir_ + "/emu-port");
+    env_ = {{"WAFLEET_KAFKA_BROKERS", brokers_},
+            {"WAFLEET_REDIS_URL", redis_.url()},
+            {"WAFLEET_APP_SECRET", kSecret},
+            {"WAFLEET_ACCESS_TOKEN", "fault-token"},
+            {"WAFLEET_LOG_LEVEL", "warn"}};
+    for (const auto& w : workers()) {
+      start(w);
+    }
+    for (const auto& w : workers()) {
+      if (w != "receiver") {
+        ASSERT_TRUE(test::wait_ready(dir_ + "/" + w + "-admin", 60s)) << w << "\n" << procs_[w]->log();
+      }
+    }
+    ASSERT_TRUE(test::eventually([&] { return http_get(url_ + "/healthz") == 200; }, 30s));
+    std::this_thread::sleep_for(2s);  // the sender's second group (windows) joins too
+  }
+
+  void TearDown() override {
+    if (HasFailure() && !dir_.empty()) {
+      for (const auto& w : workers()) {
+        if (procs_[w]) {
+          std::cerr << "--- " << w << " (last 4000 bytes)\n"
+                    << procs_[w]->log().substr(procs_[w]->log().size() > 4000 ? procs_[w]->log().size() - 4000 : 0);
+        }
+      }
+    }
+    for (const auto& w : workers()) {
+      if (procs_[w]) {
+        procs_[w]->stop();
+      }
+    }
+    if (emulator_) {
+      emulator_->stop();
+    }
+  }
+
+  static std::vector<std::string> workers() {
+    return {"receiver", "aggregator-1", "aggregator-2", "media", "bridge", "sender-1", "sender-2", "bulk"};
+  }
+
+  void start(const std::string& w) {
+    const std::string kind = w.substr(0, w.find('-'));
+    std::vector<std::string> args;
+    if (kind == "receiver") {
+      args = {"--listen", "127.0.0.1:" + std::to_string(receiver_port_), "--eum-sns-cert-file",
+              dir_ + "/sns.pem", "--body-limit", "262144"};
+    } else if (kind == "aggregator") {
+      args = {"--quiet-ms", std::to_string(kQuietMs), "--max-ms", "20000", "--max-messages", "8",
+              "--media-wait-ms", "20000"};
+    } else if (kind == "media") {
+      args = {"--graph-base", graph_, "--storage-dir", dir_ + "/media", "--transcribe-url",
+              graph_ + "/v1/audio/transcriptions", "--backoff-ms", "200"};
+    } else if (kind == "bridge") {
+      args = {"--agent", "openai", "--agent-url", graph_ + "/v1", "--agent-model", "emu",
+              "--agent-timeout-ms", "5000", "--agent-backoff-ms", "200"};
+    } else if (kind == "sender") {
+      args = {"--graph-base", graph_, "--number-rate", std::to_string(kRate), "--number-burst",
+              std::to_string(kBurst), "--pair-interval-ms", "10", "--pair-burst", "100",
+              "--backoff-ms", "200"};
+    } else if (kind == "bulk") {
+      args = {"--number-rate", std::to_string(kRate), "--storage-dir", dir_ + "/media", "--retry-ms", "500"};
+    }
+    std::filesystem::remove(dir_ + "/" + w + "-admin");
+    args.push_back("--admin-port-file");
+    args.push_back(dir_ + "/" + w + "-admin");
+    procs_[w] = std::make_unique<test::Process>(kBin + "/wafleet-" + kind, args, env_,
+                                                dir_ + "/" + w + "-" + std::to_string(starts_[w]++) + ".log");
+  }
+
+  static int http_get(const std::string& url) {
+    auto r = http::fetch("GET", url, {}, "", 3s);
+    return r ? static_cast<int>(r->status) : 0;
+  }
+
+  // POSTs a body as Meta does: signed, retried on anything but 200 (Meta retries for a day).
+  // Returns the status of the first answer; accepted_at is when a 200 came.
+  int post_as_meta(const std::string& raw, Clock::time_point* accepted_at = nullptr,
+                   int* tries = nullptr) {
+    int first = -1;
+    for (int attempt = 0; attempt < 600; ++attempt) {
+      auto r = http::fetch("POST", url_ + "/webhook",
+                           {{"Content-Type", "application/json"},
+                            {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex(kSecret, raw)}},
+                           raw, 15s);
+      const int status = r ? static_cast<int>(r->status) : 0;
+      if (first < 0) {
+        first = status;
+      }
+      if (status == 200) {
+        if (accepted_at) {
+          *accepted_at = Clock::now();
+        }
+        if (tries) {
+          *tries = attempt + 1;
+        }
+        return first;
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    ADD_FAILURE() << "a webhook was never accepted";
+    return first;
+  }
+
+  static std::string envelope(const std::string& from, const Json& message) {
+    Json value = {{"messaging_product", "whatsapp"},
+                  {"metadata", {{"display_phone_number", "15550001111"}, {"phone_number_id", kPnid}}},
+                  {"contacts", {{{"profile", {{"name", "Person"}}}, {"wa_id", from}}}},
+                  {"messages", {message}}};
+    Json body = {{"object", "whatsapp_business_account"},
+                 {"entry", {{{"id", "1"}, {"changes", {{{"value", value}, {"field", "messages"}}}}}}}};
+    return body.dump();
+  }
+
+  Json emu(const std::string& method, const std::string& what, const Json& body = Json()) {
+    auto r = http::fetch(method, graph_ + "/_emulator/" + what, {{"Content-Type", "application/json"}},
+                         body.is_null() ? "" : body.dump(), 30s);
+    EXPECT_TRUE(r && r->status == 200) << what << ": " << (r ? r->body : r.error().message);
+    return r ? Json::parse(r->body, nullptr, false) : Json();
+  }
+
+  std::string dir_;
+  test::TestCert cert_;
+  test::RedisServer redis_{true};
+  std::unique_ptr<test::Process> emulator_;
+  std::map<std::string, std::unique_ptr<test::Process>> procs_;
+  std::map<std::string, int> starts_;
+  std::map<std::string, std::string> env_;
+  uint16_t receiver_port_ = 0;
+  std::string url_;
+  std::string graph_;
+};
+
+TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndDoublesNothing) {
+  const int people = env_int("WAFLEET_FAULT_PEOPLE", 24);
+  const int bursts = env_int("WAFLEET_FAULT_BURSTS", 4);
+  const int bulk_people = env_int("WAFLEET_FAULT_BULK", 200);
+  const auto started = Clock::now();
+
+  // The bulk job, started first: it runs through everything below.
+  std::string csv = "to,body.1\n";
+  for (int i = 0; i < bulk_people; ++i) {
+    csv += "4477009" + std::to_string(10000 + i) + ",Person " + std::to_string(i) + "\n";
+  }
+  test::write_file(dir_ + "/bulk.csv", csv);
+  std::string out;
+  ASSERT_EQ(test::run_command("WAFLEET_KAFKA_BROKERS=" + brokers_ + " WAFLEET_REDIS_URL=" + redis_.url() +
+                                  " WAFLEET_NUMBER_RATE=" + std::to_string(kRate) + " " + kBin +
+                                  "/wafleet bulk create --file " + dir_ + "/bulk.csv --phone-number-id " +
+                                  kPnid + " --template spring_sale --language en_US 2>/dev/null",
+                              out),
+            0)
+      << out;
+  const std::string job = trim(out.substr(out.rfind("bj_") == std::string::npos ? 0 : out.rfind("bj_")));
+  ASSERT_EQ(job.rfind("bj_", 0), 0u) << out;
+
+  // Graph API faults: 5xx and throttling on some sends, slow media downloads.
+  emu("POST", "faults", {{"endpoint", "messages"}, {"times", 6}, {"http_status", 503}});
+  emu("POST", "faults", {{"endpoint", "messages"}, {"times", 6}, {"error_code", 130429}});
+  emu("POST", "faults", {{"endpoint", "download"}, {"times", 8}, {"latency_ms", 3000}});
+
+  // People: bursts of texts, a photo every third burst, a voice note every fourth.
+  struct Sent {
+    std::string id;
+    std::string person;
+    int burst = 0;
+    Clock::time_point accepted;
+    int tries = 1;
+  };
+  std::mutex mu;
+  std::vector<Sent> sent;
+  std::atomic<bool> traffic_done{false};
+  auto person_phone = [](int i) { return "4477001" + std::to_string(10000 + i); };
+  auto run_person = [&](int i) {
+    const std::string from = person_phone(i);
+    for (int b = 0; b < bursts; ++b) {
+      const auto burst_start = Clock::now();
+      const int texts = 2 + (i + b) % 2;
+      std::vector<Json> msgs;
+      for (int t = 0; t < texts; ++t) {
+        const std::string id = "wamid.f." + from + "." + std::to_string(b) + "." + std::to_string(t);
+        msgs.push_back({{"from", from}, {"id", id}, {"timestamp", std::to_string(wall_clock_ms() / 1000)},
+                        {"type", "text"}, {"text", {{"body", "burst " + std::to_string(b) + " part " +
+                                                                 std::to_string(t) + " from " + from}}}});
+      }
+      if ((i + b) % 3 == 0 || (i + b) % 4 == 0) {
+        const bool voice = (i + b) % 4 == 0;
+        const std::string mid = (voice ? "voice-" : "img-") + from + "-" + std::to_string(b);
+        auto desc = emu("POST", "media", {{"id", mid}, {"mime_type", voice ? "audio/ogg" : "image/jpeg"},
+                                          {"size", voice ? 20000 : 120000}, {"seed", i * 10 + b},
+                                          {"transcript", "voice " + mid}});
+        Json m = {{"id", mid}, {"mime_type", voice ? "audio/ogg; codecs=opus" : "image/jpeg"},
+                  {"sha256", desc.value("sha256_base64", "")}};
+        const std::string type = voice ? "audio" : "image";
+        if (voice) {
+          m["voice"] = true;
+        }
+        const std::string id = "wamid.f." + from + "." + std::to_string(b) + ".m";
+        msgs.push_back({{"from", from}, {"id", id}, {"timestamp", std::to_string(wall_clock_ms() / 1000)},
+                        {"type", type}, {type, m}});
+      }
+      for (const auto& m : msgs) {
+        Sent s{m["id"], from, b, {}, 1};
+        post_as_meta(envelope(from, m), &s.accepted, &s.tries);
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          sent.push_back(s);
+        }
+        std::this_thread::sleep_for(150ms);
+      }
+      // Quiet long enough for the turn to close (and be answered) before the next burst.
+      std::this_thread::sleep_until(burst_start + std::chrono::milliseconds(kQuietMs * 3 + 2000));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < people; ++i) {
+    threads.emplace_back([&, i] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(37 * i));
+      run_person(i);
+    });
+  }
+
+  // Faults, one after the other, while the traffic runs.
+  std::vector<std::string> log;
+  auto note = [&](const std::string& what) {
+    log.push_back(fmt::format("{:5.1f} s  {}", seconds_since(started), what));
+  };
+  auto kill_restart = [&](const std::string& w) {
+    kill(procs_[w]->pid(), SIGKILL);
+    procs_[w]->kill9();
+    std::this_thread::sleep_for(1s);
+    start(w);
+    note("kill -9 " + w + ", restarted");
+    std::this_thread::sleep_for(2s);
+  };
+  std::this_thread::sleep_for(3s);
+  for (const auto& w : {"aggregator-1", "sender-1", "media", "bridge", "bulk", "receiver", "aggregator-2",
+                        "sender-2"}) {
+    kill_restart(w);
+  }
+  redis_.restart();
+  note("redis-server restarted (AOF kept)");
+  std::this_thread::sleep_for(3s);
+
+  // Bad input, each answered as designed and nothing of it reaching a turn.
+  std::map<std::string, std::string> bad;
+  {
+    const std::string body = envelope(person_phone(0), {{"from", person_phone(0)}, {"id", "wamid.bad.forged"},
+                                                        {"timestamp", "1750000000"}, {"type", "text"},
+                                                        {"text", {{"body", "forged"}}}});
+    auto r = http::fetch("POST", url_ + "/webhook",
+                         {{"Content-Type", "application/json"},
+                          {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex("not-the-secret", body)}},
+                         body, 10s);
+    bad["forged signature"] = r ? std::to_string(r->status) : "no answer";
+    const std::string truncated = body.substr(0, body.size() / 2);
+    bad["truncated body (signed)"] = std::to_string(post_as_meta(truncated));
+    const std::string huge = envelope(person_phone(0), {{"from", person_phone(0)}, {"id", "wamid.bad.huge"},
+                                                        {"timestamp", "1750000000"}, {"type", "text"},
+                                                        {"text", {{"body", std::string(300000, 'x')}}}});
+    auto h = http::fetch("POST", url_ + "/webhook",
+                         {{"Content-Type", "application/json"},
+                          {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex(kSecret, huge)}},
+                         huge, 10s);
+    bad["oversized body"] = h ? std::to_string(h->status) : "no answer";
+    const std::string unknown = envelope(person_phone(1), {{"from", person_phone(1)}, {"id", "wamid.bad.unknown"},
+                                                           {"timestamp", std::to_string(wall_clock_ms() / 1000)},
+                                                           {"type", "hologram"}, {"hologram", {{"x", 1}}}});
+    bad["unknown message type"] = std::to_string(post_as_meta(unknown));
+    auto other = test::make_test_cert();
+    const std::string sns = test::signed_sns_body(
+        other, "Notification", test::fixture("aws_eum_sns_message_inbound_text_redacted.json"),
+        "https://sns.eu-west-1.amazonaws.com/c.pem");
+    auto e = http::fetch("POST", url_ + "/eum",
+                         {{"Content-Type", "text/plain; charset=UTF-8"}, {"x-amz-sns-message-type", "Notification"}},
+                         sns, 10s);
+    bad["SNS envelope, bad signature"] = e ? std::to_string(e->status) : "no answer";
+    note("bad input sent");
+  }
+
+  // Brokers: one killed and back, then another.
+  for (int n : {1, 2}) {
+    kill_node(n);
+    note("kill -9 Kafka broker " + std::to_string(n));
+    std::this_thread::sleep_for(8s);
+    start_node(n);
+    note("broker " + std::to_string(n) + " restarted");
+    ASSERT_TRUE(test::eventually([&] { return all_in_sync(); }, 90s));
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  traffic_done = true;
+  note("traffic done");
+
+  // Everything settles: every message in a turn, the job done.
+  std::map<std::string, std::string> turn_of;  // message id -> turn id
+  std::map<std::string, std::set<std::string>> turns_with;  // message id -> every turn id holding it
+  std::map<std::string, Json> turns;
+  size_t counted = 0;
+  test::consume_until(
+      brokers_, {topics::kTurns},
+      [&](const std::vector<kafka::Record>& rs) {
+        for (; counted < rs.size(); ++counted) {
+          auto v = Json::parse(rs[counted].value, nullptr, false);
+          if (v.is_discarded() || v.value("phone_number_id", "") != kPnid) {
+            continue;
+          }
+          turns[v["turn_id"]] = v;
+          for (const auto& id : v["message_ids"]) {
+            turns_with[id.get<std::string>()].insert(v["turn_id"].get<std::string>());
+          }
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        return turns_with.count("wamid.bad.unknown") > 0 &&
+               std::all_of(sent.begin(), sent.end(), [&](const Sent& s) { return turns_with.count(s.id) > 0; });
+      },
+      180s);
+  std::string state;
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        std::string o;
+        test::run_command("WAFLEET_REDIS_URL=" + redis_.url() + " WAFLEET_KAFKA_BROKERS=" + brokers_ + " " + kBin +
+                              "/wafleet bulk show " + job,
+                          o);
+        auto j = Json::parse(o, nullptr, false);
+        state = j.is_object() ? j.value("state", "") : o;
+        return state == "COMPLETED";
+      },
+      180s))
+      << state;
+  // Replies: every turn answered (an answer may cover two turns that came during one call).
+  std::this_thread::sleep_for(5s);
+  auto calls = emu("GET", "calls");
+
+  // Figures and checks.
+  size_t lost = 0, in_two = 0, split = 0, retried_bursts = 0;
+  std::map<std::pair<std::string, int>, std::vector<const Sent*>> by_burst;
+  for (const auto& s : sent) {
+    lost += turns_with.count(s.id) == 0 ? 1 : 0;
+    in_two += turns_with.count(s.id) && turns_with[s.id].size() > 1 ? 1 : 0;
+    by_burst[{s.person, s.burst}].push_back(&s);
+  }
+  for (const auto& [key, ms] : by_burst) {
+    bool retried = false;
+    std::set<std::string> ids;
+    for (const auto* s : ms) {
+      retried |= s->tries > 1;
+      if (turns_with.count(s->id)) {
+        ids.insert(*turns_with[s->id].begin());
+      }
+    }
+    // A burst whose messages all arrived at once (no Meta retry spread it past the quiet time)
+    // must be one turn; bursts here never reach the caps (8 messages, 20 s).
+    for (size_t k = 1; k < ms.size() && !retried; ++k) {
+      retried |= ms[k]->accepted - ms[k - 1]->accepted > std::chrono::milliseconds(kQuietMs / 2);
+    }
+    if (retried) {
+      ++retried_bursts;
+    } else if (ids.size() > 1) {
+      ++split;
+    }
+  }
+  std::map<std::string, std::map<std::string, int>> replies;  // person -> reply text -> times
+  std::map<std::string, int> bulk_sends;
+  std::vector<std::string> bulk_doubles;
+  std::vector<int64_t> send_times;
+  size_t bad_at_meta = 0;
+  for (const auto& c : calls) {
+    if (c.value("path", "") != std::string("/v22.0/") + kPnid + "/messages" || c.value("status", 0) != 200) {
+      continue;
+    }
+    const auto& b = c["body"];
+    const std::string type = b.value("type", "");
+    if (type == "text") {
+      ++replies[b.value("to", "")][b["text"].value("body", "")];
+      bad_at_meta += b["text"].value("body", "").find("forged") != std::string::npos ? 1 : 0;
+    } else if (type == "template") {
+      if (++bulk_sends[b.value("to", "")] == 2 && bulk_doubles.size() < 3) {
+        bulk_doubles.push_back(b.value("to", ""));
+      }
+    } else {
+      continue;  // read receipts and typing indicators are not rate-limited sends
+    }
+    send_times.push_back(c.value("at_ms", int64_t{0}));
+  }
+  size_t reply_count = 0, double_replies = 0, people_answered = 0;
+  for (const auto& [who, texts] : replies) {
+    people_answered += 1;
+    for (const auto& [text, n] : texts) {
+      reply_count += n;
+      double_replies += n > 1 ? n - 1 : 0;
+    }
+  }
+  size_t double_bulk = 0;
+  for (const auto& [who, n] : bulk_sends) {
+    double_bulk += n > 1 ? n - 1 : 0;
+  }
+  // Seconds over the number's limit: any 1-second span holding more than rate + burst sends.
+  std::sort(send_times.begin(), send_times.end());
+  std::set<int64_t> over_seconds;
+  for (size_t a = 0, z = 0; z < send_times.size(); ++z) {
+    while (send_times[z] - send_times[a] >= 1000) {
+      ++a;
+    }
+    if (z - a + 1 > static_cast<size_t>(kRate + kBurst)) {
+      over_seconds.insert(send_times[z] / 1000);
+    }
+  }
+  std::printf("fault suite (%.0f s): %d people x %d bursts, %zu messages sent (%zu bursts retried "
+              "by Meta-like resends), %zu turns, %zu replies at Meta to %zu people, %zu bulk "
+              "sends to %zu of %d recipients\n",
+              seconds_since(started), people, bursts, sent.size(), retried_bursts, turns.size(),
+              reply_count, people_answered, bulk_sends.size() + 0, bulk_sends.size(), bulk_people);
+  std::printf("fault suite: lost %zu, in two turns %zu, bursts split below the caps %zu, double "
+              "replies %zu, double bulk sends %zu, seconds over the rate limit %zu\n",
+              lost, in_two, split, double_replies, double_bulk, over_seconds.size());
+  for (const auto& [what, answer] : bad) {
+    std::printf("fault suite: bad input: %-28s -> %s\n", what.c_str(), answer.c_str());
+  }
+  for (const auto& l : log) {
+    std::printf("fault suite: %s\n", l.c_str());
+  }
+  for (const auto& who : bulk_doubles) {
+    std::printf("fault suite: bulk recipient %s was sent to more than once:\n", who.c_str());
+    for (const auto& c : calls) {
+      if (c["body"].is_object() && c["body"].value("to", "") == who) {
+        std::printf("    at %lld status %d %s\n", static_cast<long long>(c.value("at_ms", int64_t{0})),
+                    c.value("status", 0), c["body"].value("biz_opaque_callback_data", "").c_str());
+      }
+    }
+  }
+  int shown = 0;
+  for (const auto& [id, ts] : turns_with) {
+    if (ts.size() > 1 && shown++ < 4) {
+      std::printf("fault suite: %s is in %zu turns:\n", id.c_str(), ts.size());
+      for (const auto& t : ts) {
+        std::printf("    %s %s\n", t.c_str(), turns[t]["message_ids"].dump().c_str());
+      }
+    }
+  }
+  EXPECT_EQ(lost, 0u);
+  EXPECT_EQ(in_two, 0u);
+  EXPECT_EQ(split, 0u);
+  EXPECT_EQ(double_replies, 0u);
+  EXPECT_EQ(double_bulk, 0u);
+  EXPECT_EQ(over_seconds.size(), 0u);
+  EXPECT_EQ(bulk_sends.size(), static_cast<size_t>(bulk_people));
+  EXPECT_EQ(people_answered, static_cast<size_t>(people));
+  EXPECT_EQ(bad["forged signature"], "401");
+  EXPECT_EQ(bad["truncated body (signed)"], "200");  // dead-lettered with the reason, then 200
+  EXPECT_EQ(bad["oversized body"], "413");
+  EXPECT_EQ(bad["unknown message type"], "200");
+  EXPECT_EQ(bad["SNS envelope, bad signature"], "401");
+  EXPECT_EQ(bad_at_meta, 0u);
+  EXPECT_TRUE(turns_with.count("wamid.bad.unknown")) << "an unknown type is still the person's message";
+  EXPECT_FALSE(turns_with.count("wamid.bad.forged"));
+  EXPECT_FALSE(turns_with.count("wamid.bad.huge"));
 }
 
 }  // namespace

@@ -159,7 +159,7 @@ std::string Process::log() const {
   return ss.str();
 }
 
-RedisServer::RedisServer() {
+RedisServer::RedisServer(bool append_only) : append_only_(append_only) {
   dir_ = temp_dir("wafleet-redis");
   port_ = free_port();
   start();
@@ -174,7 +174,8 @@ void RedisServer::start() {
   process_ = std::make_unique<Process>(
       "redis-server",
       std::vector<std::string>{"--port", std::to_string(port_), "--bind", "127.0.0.1", "--dir",
-                               dir_, "--save", "", "--appendonly", "no", "--daemonize", "no"},
+                               dir_, "--save", "", "--appendonly", append_only_ ? "yes" : "no",
+                               "--appendfsync", "everysec", "--daemonize", "no"},
       std::map<std::string, std::string>{}, dir_ + "/redis.log");
   redis::RedisClient client(options());
   bool up = eventually([&] { return client.ping().has_value(); }, std::chrono::seconds(10));

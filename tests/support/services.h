@@ -48,19 +48,22 @@ class Process {
 
 class RedisServer {
  public:
-  RedisServer();  // starts redis-server on a free port, waits for PING
+  // Starts redis-server on a free port, waits for PING. append_only: AOF on (everysec), kept
+  // across restart(), as production runs it.
+  explicit RedisServer(bool append_only = false);
   ~RedisServer();
   uint16_t port() const { return port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
   redis::Options options() const;
   void flush_all();
   void stop() { process_->stop(); }
-  // Stops and starts again on the same port with nothing kept (no persistence).
+  // Stops (SIGTERM) and starts again on the same port: nothing kept unless append_only.
   void restart();
 
  private:
   void start();
   uint16_t port_ = 0;
+  bool append_only_ = false;
   std::string dir_;
   std::unique_ptr<Process> process_;
 };
