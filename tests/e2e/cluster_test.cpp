@@ -318,7 +318,9 @@ int env_int(const char* name, int fallback) {
 class FaultSuite : public ReplicatedCluster {
  protected:
   static constexpr const char* kSecret = "fault-secret";
-  static constexpr const char* kPnid = "106540352240001";
+  // Per run: the cluster outlives a run, and wa.turns keeps earlier runs' turns.
+  const std::string pnid_ =
+      "1065403522" + std::to_string(10000 + std::stoi(crypto::random_hex(3), nullptr, 16) % 89999);
   static constexpr int kQuietMs = 1500;
   static constexpr int kRate = 40;
   static constexpr int kBurst = 5;
@@ -349,7 +351,7 @@ class FaultSuite : public ReplicatedCluster {
             {"WAFLEET_REDIS_URL", redis_.url()},
             {"WAFLEET_APP_SECRET", kSecret},
             {"WAFLEET_ACCESS_TOKEN", "fault-token"},
-            {"WAFLEET_LOG_LEVEL", "warn"}};
+            {"WAFLEET_LOG_LEVEL", std::getenv("WAFLEET_FAULT_LOG_LEVEL") ? std::getenv("WAFLEET_FAULT_LOG_LEVEL") : "warn"}};
     for (const auto& w : workers()) {
       start(w);
     }
@@ -448,9 +450,9 @@ class FaultSuite : public ReplicatedCluster {
     return first;
   }
 
-  static std::string envelope(const std::string& from, const Json& message) {
+  std::string envelope(const std::string& from, const Json& message) const {
     Json value = {{"messaging_product", "whatsapp"},
-                  {"metadata", {{"display_phone_number", "15550001111"}, {"phone_number_id", kPnid}}},
+                  {"metadata", {{"display_phone_number", "15550001111"}, {"phone_number_id", pnid_}}},
                   {"contacts", {{{"profile", {{"name", "Person"}}}, {"wa_id", from}}}},
                   {"messages", {message}}};
     Json body = {{"object", "whatsapp_business_account"},
@@ -493,7 +495,7 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
   ASSERT_EQ(test::run_command("WAFLEET_KAFKA_BROKERS=" + brokers_ + " WAFLEET_REDIS_URL=" + redis_.url() +
                                   " WAFLEET_NUMBER_RATE=" + std::to_string(kRate) + " " + kBin +
                                   "/wafleet bulk create --file " + dir_ + "/bulk.csv --phone-number-id " +
-                                  kPnid + " --template spring_sale --language en_US 2>/dev/null",
+                                  pnid_ + " --template spring_sale --language en_US 2>/dev/null",
                               out),
             0)
       << out;
@@ -580,12 +582,18 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
     std::this_thread::sleep_for(2s);
   };
   std::this_thread::sleep_for(3s);
+  const char* skip_env = std::getenv("WAFLEET_FAULT_SKIP");
+  const std::string skipped = skip_env ? skip_env : "";
   for (const auto& w : {"aggregator-1", "sender-1", "media", "bridge", "bulk", "receiver", "aggregator-2",
                         "sender-2"}) {
-    kill_restart(w);
+    if (skipped.find("workers") == std::string::npos) {
+      kill_restart(w);
+    }
   }
-  redis_.restart();
-  note("redis-server restarted (AOF kept)");
+  if (skipped.find("redis") == std::string::npos) {
+    redis_.restart();
+    note("redis-server restarted (AOF kept)");
+  }
   std::this_thread::sleep_for(3s);
 
   // Bad input, each answered as designed and nothing of it reaching a turn.
@@ -625,7 +633,11 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
   }
 
   // Brokers: one killed and back, then another.
+  // WAFLEET_FAULT_SKIP=brokers|workers|redis leaves that fault out (to tell causes apart).
   for (int n : {1, 2}) {
+    if (skipped.find("brokers") != std::string::npos) {
+      break;
+    }
     kill_node(n);
     note("kill -9 Kafka broker " + std::to_string(n));
     std::this_thread::sleep_for(8s);
@@ -649,7 +661,7 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
       [&](const std::vector<kafka::Record>& rs) {
         for (; counted < rs.size(); ++counted) {
           auto v = Json::parse(rs[counted].value, nullptr, false);
-          if (v.is_discarded() || v.value("phone_number_id", "") != kPnid) {
+          if (v.is_discarded() || v.value("phone_number_id", "") != pnid_) {
             continue;
           }
           turns[v["turn_id"]] = v;
@@ -713,7 +725,7 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
   std::vector<int64_t> send_times;
   size_t bad_at_meta = 0;
   for (const auto& c : calls) {
-    if (c.value("path", "") != std::string("/v22.0/") + kPnid + "/messages" || c.value("status", 0) != 200) {
+    if (c.value("path", "") != "/v22.0/" + pnid_ + "/messages" || c.value("status", 0) != 200) {
       continue;
     }
     const auto& b = c["body"];
@@ -730,12 +742,21 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
     }
     send_times.push_back(c.value("at_ms", int64_t{0}));
   }
-  size_t reply_count = 0, double_replies = 0, people_answered = 0;
+  // The bridge's fallback (the agent failed) is the same text every time: not a double.
+  const std::string fallback = "Sorry, I can't answer right now. Please try again in a moment.";
+  size_t reply_count = 0, double_replies = 0, people_answered = 0, fallbacks = 0;
   for (const auto& [who, texts] : replies) {
     people_answered += 1;
     for (const auto& [text, n] : texts) {
       reply_count += n;
+      if (text == fallback) {
+        fallbacks += n;
+        continue;
+      }
       double_replies += n > 1 ? n - 1 : 0;
+      if (n > 1 && double_replies <= 3) {
+        std::printf("fault suite: %s got %d times: %s\n", who.c_str(), n, text.substr(0, 160).c_str());
+      }
     }
   }
   size_t double_bulk = 0;
@@ -759,8 +780,9 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
               seconds_since(started), people, bursts, sent.size(), retried_bursts, turns.size(),
               reply_count, people_answered, bulk_sends.size() + 0, bulk_sends.size(), bulk_people);
   std::printf("fault suite: lost %zu, in two turns %zu, bursts split below the caps %zu, double "
-              "replies %zu, double bulk sends %zu, seconds over the rate limit %zu\n",
-              lost, in_two, split, double_replies, double_bulk, over_seconds.size());
+              "replies %zu (fallback answers %zu), double bulk sends %zu, seconds over the rate "
+              "limit %zu\n",
+              lost, in_two, split, double_replies, fallbacks, double_bulk, over_seconds.size());
   for (const auto& [what, answer] : bad) {
     std::printf("fault suite: bad input: %-28s -> %s\n", what.c_str(), answer.c_str());
   }
