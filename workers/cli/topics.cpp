@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <thread>
 
 #include "topics/topics.h"
 
@@ -105,7 +106,35 @@ int apply(const TopicsArgs& a, const kafka::ClientConfig& kc) {
     }
     std::cout << o.name << "\t" << state << "\n";
   }
-  return failed == 0 ? 0 : 1;
+  if (failed > 0) {
+    return 1;
+  }
+  // The controller has them; the brokers learn of them a moment later. Wait until every topic
+  // has every partition with a leader, so what starts after this job finds them.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string waiting;
+  do {
+    waiting.clear();
+    auto now = kafka::describe_cluster(kc, timeout);
+    for (const auto& t : topics::catalogue()) {
+      if (!now) {
+        waiting = "every topic (" + now.error().message + ")";
+        break;
+      }
+      auto it = now->topics.find(t.name);
+      if (it == now->topics.end() || static_cast<int32_t>(it->second.size()) != t.partitions ||
+          health_of(it->second).leaderless > 0) {
+        waiting += (waiting.empty() ? "" : ", ") + t.name;
+      }
+    }
+    if (waiting.empty()) {
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (std::chrono::steady_clock::now() < deadline);
+  std::cerr << "wafleet: topics apply: created, but after " << a.timeout_s
+            << " s the cluster still shows no leader for: " << waiting << "\n";
+  return 1;
 }
 
 int list(const TopicsArgs& a, const kafka::ClientConfig& kc) {
