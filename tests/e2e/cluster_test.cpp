@@ -10,7 +10,6 @@
 #include <set>
 #include <thread>
 
-#include <csignal>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -574,7 +573,6 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
     log.push_back(fmt::format("{:5.1f} s  {}", seconds_since(started), what));
   };
   auto kill_restart = [&](const std::string& w) {
-    kill(procs_[w]->pid(), SIGKILL);
     procs_[w]->kill9();
     std::this_thread::sleep_for(1s);
     start(w);
