@@ -58,12 +58,22 @@ class FakeDedup : public DedupStore {
   }
   void confirm(std::vector<std::string> keys, std::string token,
                std::function<void(Status)> done) override {
-    for (const auto& k : keys) {
-      if (values[k] == token) {
-        values[k] = "done";
+    auto mark = [this, keys = std::move(keys), token = std::move(token), done = std::move(done)] {
+      if (confirm_fails) {
+        return done(Unexpected(Error::transient("redis went away")));
       }
+      for (const auto& k : keys) {
+        if (values[k] == token) {
+          values[k] = "done";
+        }
+      }
+      done(Status{});
+    };
+    if (hold_confirm) {
+      held_confirm = std::move(mark);
+      return;
     }
-    done(Status{});
+    mark();
   }
   void release(std::vector<std::string> keys, std::string token,
                std::function<void(Status)> done) override {
@@ -77,6 +87,9 @@ class FakeDedup : public DedupStore {
   }
   std::map<std::string, std::string> values;
   bool down = false;
+  bool hold_confirm = false;   // keep the "done" mark back until the test runs held_confirm
+  bool confirm_fails = false;
+  std::function<void()> held_confirm;
   int released = 0;
 };
 
@@ -236,6 +249,33 @@ TEST_F(ReceiverTest, SameWebhookTwiceProducesOnce) {
   EXPECT_EQ(post_signed(body).result_int(), 200u);
   EXPECT_EQ(sink_.published.size(), 1u);
   EXPECT_EQ(counter("duplicate"), 1);
+}
+
+TEST_F(ReceiverTest, The200WaitsForTheDoneMarkSoAnImmediateDuplicateIsNot503) {
+  const std::string body = test::fixture("meta_inbound_text.json");
+  http::Request req{bhttp::verb::post, "/webhook", 11};
+  req.set("Content-Type", "application/json");
+  req.set("X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex("app-secret", body));
+  req.body() = body;
+  req.prepare_payload();
+  dedupe_.hold_confirm = true;
+  std::optional<http::Response> out;
+  receiver_.handle(std::move(req), [&](http::Response r) { out = std::move(r); });
+  EXPECT_EQ(sink_.published.size(), 1u);
+  EXPECT_FALSE(out.has_value()) << "answered while the claim was still pending";
+  ASSERT_TRUE(dedupe_.held_confirm);
+  dedupe_.held_confirm();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->result_int(), 200u);
+  dedupe_.hold_confirm = false;
+  EXPECT_EQ(post_signed(body).result_int(), 200u);  // Meta's duplicate, right after our 200
+  EXPECT_EQ(sink_.published.size(), 1u);
+}
+
+TEST_F(ReceiverTest, AFailedDoneMarkStillAnswers200ForWhatKafkaAcknowledged) {
+  dedupe_.confirm_fails = true;
+  EXPECT_EQ(post_signed(test::fixture("meta_inbound_text.json")).result_int(), 200u);
+  EXPECT_EQ(sink_.published.size(), 1u);
 }
 
 TEST_F(ReceiverTest, TheSameMessageTwiceInOneBodyIsProducedOnce) {

@@ -472,13 +472,15 @@ void Receiver::ingest(std::vector<WebhookEvent> events, const http::Request& req
       for (const char* k : kinds) {
         metrics_->events.get(k, "produced").Increment();
       }
-      // Durable on Kafka: answer now. Marking the claims done happens after; if it fails the
-      // pending marks expire and a retry may be produced again (same event_id), never lost.
-      finish(ctx->req, ctx->respond, 200, "ok", path, "accepted");
-      dedupe_.confirm(claimed, ctx->token, [](const Status& c) {
+      // Durable on Kafka. Mark the claims done before answering, so a duplicate sent after our
+      // 200 finds "done" rather than our pending mark (a 503 for an event already accepted).
+      // The 200 goes out whatever the mark's outcome: if it failed, the pending marks expire
+      // and a later retry may be produced again (same event_id), never lost.
+      dedupe_.confirm(claimed, ctx->token, [this, ctx, path](const Status& c) {
         if (!c) {
           log::warn("dedupe.confirm_failed", {{"reason", c.error().message}});
         }
+        finish(ctx->req, ctx->respond, 200, "ok", path, "accepted");
       });
     });
   });
