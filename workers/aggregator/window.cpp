@@ -22,34 +22,27 @@ int64_t due_at(const Window& w, const Config& c) {
   return std::min(w.last_ms + c.quiet_ms, w.opened_ms + c.max_ms);
 }
 
-int64_t WindowSet::effective_due(const Window& w) const {
-  const int64_t due = due_at(w, config_);
-  size_t pending = 0;
-  bool held = false;
-  for (const auto& b : w.messages) {
-    pending += b.media == MediaState::kPending ? 1 : 0;
-    held = held || b.media != MediaState::kNone;
+bool WindowSet::takes(const Window& w, int64_t t) const {
+  if (config_.mode == Config::Mode::kDebounce && w.messages.size() >= config_.max_messages) {
+    return false;
   }
-  if (pending > 0) {
-    // Media still downloading holds the window, up to the media wait.
-    return std::max(due, w.opened_ms + config_.media_wait_ms);
-  }
-  if (!held || config_.mode == Config::Mode::kTumbling) {
-    return due;
-  }
-  // The media it waited for is in: the debounce rule again (quiet since the last message).
-  // The window may have been held past max_ms while the person kept typing; max_ms must not
-  // then cut the burst the moment the media lands, so the time cap of a window that held
-  // media is the media wait. max_messages still cuts it (it could not while media was pending).
-  if (w.messages.size() >= config_.max_messages) {
-    return w.last_ms;
-  }
-  return std::min(w.last_ms + config_.quiet_ms,
-                  w.opened_ms + std::max(config_.max_ms, config_.media_wait_ms));
+  return t < due_at(w, config_);
 }
 
-void WindowSet::index(const std::string& key, const Window& w) {
-  const int64_t due = effective_due(w);
+int64_t WindowSet::effective_due(const Window& w) const {
+  const int64_t due = due_at(w, config_);
+  if (w.pending_media() > 0) {
+    // Media still downloading holds the turn back (not its membership), up to the media wait.
+    return std::max(due, w.opened_ms + config_.media_wait_ms);
+  }
+  if (config_.mode == Config::Mode::kDebounce && w.messages.size() >= config_.max_messages) {
+    return w.last_ms;  // full: it takes nothing more, so nothing is left to wait for
+  }
+  return due;
+}
+
+void WindowSet::index(const std::string& key, const Window& front) {
+  const int64_t due = effective_due(front);
   auto it = indexed_due_.find(key);
   if (it == indexed_due_.end()) {
     const std::pair<int64_t, uint64_t> entry{due, next_seq_++};
@@ -91,31 +84,35 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset, int repla
   const int64_t t = event.received_at_ms;
   auto it = windows_.find(key);
   if (it != windows_.end()) {
-    Window& w = it->second;
-    for (const auto& b : w.messages) {
-      if (b.event.event_id == event.event_id) {
-        return closed;  // redelivered: already in this window
+    for (const auto& w : it->second) {
+      for (const auto& b : w.messages) {
+        if (b.event.event_id == event.event_id) {
+          return closed;  // redelivered: already in a window
+        }
       }
     }
-    // A message at or past the window's due time closes it first and opens the next one.
-    // Media still downloading holds the window open (it keeps taking messages) up to the
-    // media wait.
-    if (t >= effective_due(w)) {
-      closed.push_back(take(it));
-      finalize(closed.back());
-      it = windows_.end();
+    // A message at or past the newest window's due time (or a full window) opens the next one.
+    // Whether that window is held by media does not matter: membership is a function of the
+    // wa.inbound records alone, so a rebuild gives the same windows however the two topics'
+    // fetches interleave. A window with nothing to wait for closes now; one held by media
+    // stays, and the new window queues behind it.
+    std::deque<Window>& queue = it->second;
+    if (!takes(queue.back(), t)) {
+      if (queue.size() == 1 && queue.front().pending_media() == 0) {
+        closed.push_back(take(it));
+        it = windows_.end();
+      } else {
+        queue.push_back(open_window(key, t, offset));
+        ++count_;
+      }
     }
   }
   if (it == windows_.end()) {
-    Window w;
-    w.conversation_key = key;
-    w.first_offset = offset;
-    w.opened_ms = t;
-    w.last_ms = t;
-    first_offsets_.insert(offset);
-    it = windows_.emplace(key, std::move(w)).first;
+    it = windows_.emplace(key, std::deque<Window>{}).first;
+    it->second.push_back(open_window(key, t, offset));
+    ++count_;
   }
-  Window& w = it->second;
+  Window& w = it->second.back();
   w.last_ms = std::max(w.last_ms, t);
   Buffered b;
   b.offset = offset;
@@ -132,21 +129,31 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset, int repla
   }
   b.event = std::move(event);
   w.messages.push_back(std::move(b));
-  if (config_.mode == Config::Mode::kDebounce && w.messages.size() >= config_.max_messages &&
-      w.pending_media() == 0) {
+  if (it->second.size() == 1 && config_.mode == Config::Mode::kDebounce &&
+      w.messages.size() >= config_.max_messages && w.pending_media() == 0) {
     closed.push_back(take(it));
   } else {
-    index(key, w);
+    index(key, it->second.front());
   }
   return closed;
+}
+
+Window WindowSet::open_window(const std::string& key, int64_t t, int64_t offset) {
+  Window w;
+  w.conversation_key = key;
+  w.first_offset = offset;
+  w.opened_ms = t;
+  w.last_ms = t;
+  first_offsets_.insert(offset);
+  return w;
 }
 
 void WindowSet::media_result(const std::string& conversation_key, const std::string& message_id,
                              bool stored, nlohmann::json record, int64_t media_offset,
                              int64_t record_ms) {
   auto it = windows_.find(conversation_key);
-  if (it != windows_.end()) {
-    for (auto& b : it->second.messages) {
+  for (size_t i = 0; it != windows_.end() && i < it->second.size(); ++i) {
+    for (auto& b : it->second[i].messages) {
       if (b.event.message_id != message_id) {
         continue;
       }
@@ -162,7 +169,7 @@ void WindowSet::media_result(const std::string& conversation_key, const std::str
       if (media_offset >= 0) {
         media_offsets_.insert(media_offset);
       }
-      index(conversation_key, it->second);
+      index(conversation_key, it->second.front());
       return;
     }
   }
@@ -192,8 +199,7 @@ std::vector<Window> WindowSet::close_due(int64_t now_ms) {
   std::vector<Window> closed;
   while (!due_index_.empty() && due_index_.begin()->first.first <= now_ms) {
     const std::string key = due_index_.begin()->second;
-    closed.push_back(take(windows_.find(key)));
-    finalize(closed.back());
+    closed.push_back(take(windows_.find(key)));  // the next window queued, if any, is indexed
   }
   return closed;
 }
@@ -228,16 +234,23 @@ std::optional<int64_t> WindowSet::oldest_open_offset() const {
   return *first_offsets_.begin();
 }
 
-Window WindowSet::take(std::unordered_map<std::string, Window>::iterator it) {
-  Window w = std::move(it->second);
+Window WindowSet::take(std::unordered_map<std::string, std::deque<Window>>::iterator it) {
+  Window w = std::move(it->second.front());
+  it->second.pop_front();
+  --count_;
   for (const auto& b : w.messages) {
     if (b.media_offset >= 0) {
       media_offsets_.erase(media_offsets_.find(b.media_offset));
     }
   }
-  unindex(it->first);
   first_offsets_.erase(w.first_offset);
-  windows_.erase(it);
+  if (it->second.empty()) {
+    unindex(it->first);
+    windows_.erase(it);
+  } else {
+    index(it->first, it->second.front());
+  }
+  finalize(w);
   return w;
 }
 

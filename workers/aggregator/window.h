@@ -10,6 +10,7 @@
 // Lifecycle: the worker owns one WindowSet per assigned partition; add() per consumed inbound
 // message, media_result() per wa.media record, close_due() from its timer. Not thread-safe.
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -100,20 +101,27 @@ class WindowSet {
   // First offset of the oldest open window: the partition's commit position must not pass it,
   // so re-reading Kafka can rebuild every open window.
   std::optional<int64_t> oldest_open_offset() const;
-  size_t open_windows() const { return windows_.size(); }
+  size_t open_windows() const { return count_; }
   const Config& config() const { return config_; }
 
  private:
+  // Whether a message at event time t joins w (the conversation's newest window).
+  bool takes(const Window& w, int64_t t) const;
   int64_t effective_due(const Window& w) const;
   void finalize(Window& w) const;
-  void index(const std::string& key, const Window& w);
+  Window open_window(const std::string& key, int64_t t, int64_t offset);
+  void index(const std::string& key, const Window& front);
   void unindex(const std::string& key);
   Config config_;
-  // Takes the window out of every index and returns it.
-  Window take(std::unordered_map<std::string, Window>::iterator it);
-  std::unordered_map<std::string, Window> windows_;  // by conversation key
-  // (effective due, sequence) -> key, earliest first; the sequence (windows in opening order)
-  // breaks ties without comparing keys, which share long prefixes.
+  // Takes the conversation's oldest window out of every index (indexing the next one) and
+  // returns it, finalized.
+  Window take(std::unordered_map<std::string, std::deque<Window>>::iterator it);
+  // By conversation key, oldest first: the newest takes messages; older ones (more than one
+  // only while media holds the oldest) wait to close in order.
+  std::unordered_map<std::string, std::deque<Window>> windows_;
+  size_t count_ = 0;  // windows in all the queues
+  // (effective due of the conversation's oldest window, sequence) -> key, earliest first; the
+  // sequence breaks ties without comparing keys, which share long prefixes.
   std::map<std::pair<int64_t, uint64_t>, std::string> due_index_;
   std::unordered_map<std::string, std::pair<int64_t, uint64_t>> indexed_due_;  // key -> entry
   uint64_t next_seq_ = 0;
