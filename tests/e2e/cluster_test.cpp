@@ -482,6 +482,9 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
   const int people = env_int("WAFLEET_FAULT_PEOPLE", 24);
   const int bursts = env_int("WAFLEET_FAULT_BURSTS", 4);
   const int bulk_people = env_int("WAFLEET_FAULT_BULK", 200);
+  // A person's bursts start this far apart (the long run spreads thousands of people thinly).
+  const auto burst_every =
+      std::chrono::milliseconds(std::max(kQuietMs * 3 + 2000, env_int("WAFLEET_FAULT_BURST_EVERY_MS", 0)));
   const auto started = Clock::now();
 
   // The bulk job, started first: it runs through everything below.
@@ -501,10 +504,13 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
   const std::string job = trim(out.substr(out.rfind("bj_") == std::string::npos ? 0 : out.rfind("bj_")));
   ASSERT_EQ(job.rfind("bj_", 0), 0u) << out;
 
-  // Graph API faults: 5xx and throttling on some sends, slow media downloads.
-  emu("POST", "faults", {{"endpoint", "messages"}, {"times", 6}, {"http_status", 503}});
-  emu("POST", "faults", {{"endpoint", "messages"}, {"times", 6}, {"error_code", 130429}});
-  emu("POST", "faults", {{"endpoint", "download"}, {"times", 8}, {"latency_ms", 3000}});
+  // Graph API faults: 5xx and throttling on some sends, slow media downloads (again each round).
+  auto graph_faults = [&] {
+    emu("POST", "faults", {{"endpoint", "messages"}, {"times", 6}, {"http_status", 503}});
+    emu("POST", "faults", {{"endpoint", "messages"}, {"times", 6}, {"error_code", 130429}});
+    emu("POST", "faults", {{"endpoint", "download"}, {"times", 8}, {"latency_ms", 3000}});
+  };
+  graph_faults();
 
   // People: bursts of texts, a photo every third burst, a voice note every fourth.
   struct Sent {
@@ -517,6 +523,7 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
   std::mutex mu;
   std::vector<Sent> sent;
   std::atomic<bool> traffic_done{false};
+  std::atomic<int> people_done{0};
   auto person_phone = [](int i) { return "4477001" + std::to_string(10000 + i); };
   auto run_person = [&](int i) {
     const std::string from = person_phone(i);
@@ -556,8 +563,9 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
         std::this_thread::sleep_for(150ms);
       }
       // Quiet long enough for the turn to close (and be answered) before the next burst.
-      std::this_thread::sleep_until(burst_start + std::chrono::milliseconds(kQuietMs * 3 + 2000));
+      std::this_thread::sleep_until(burst_start + burst_every);
     }
+    ++people_done;
   };
   std::vector<std::thread> threads;
   for (int i = 0; i < people; ++i) {
@@ -582,66 +590,71 @@ TEST_F(FaultSuite, TheWholeFleetUnderKillsRestartsBrokerLossAndBadInputLosesAndD
   std::this_thread::sleep_for(3s);
   const char* skip_env = std::getenv("WAFLEET_FAULT_SKIP");
   const std::string skipped = skip_env ? skip_env : "";
-  for (const auto& w : {"aggregator-1", "sender-1", "media", "bridge", "bulk", "receiver", "aggregator-2",
-                        "sender-2"}) {
-    if (skipped.find("workers") == std::string::npos) {
-      kill_restart(w);
-    }
-  }
-  if (skipped.find("redis") == std::string::npos) {
-    redis_.restart();
-    note("redis-server restarted (AOF kept)");
-  }
-  std::this_thread::sleep_for(3s);
-
-  // Bad input, each answered as designed and nothing of it reaching a turn.
+  // One round of faults, again and again while people are still sending (the long run).
   std::map<std::string, std::string> bad;
-  {
-    const std::string body = envelope(person_phone(0), {{"from", person_phone(0)}, {"id", "wamid.bad.forged"},
-                                                        {"timestamp", "1750000000"}, {"type", "text"},
-                                                        {"text", {{"body", "forged"}}}});
-    auto r = http::fetch("POST", url_ + "/webhook",
-                         {{"Content-Type", "application/json"},
-                          {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex("not-the-secret", body)}},
-                         body, 10s);
-    bad["forged signature"] = r ? std::to_string(r->status) : "no answer";
-    const std::string truncated = body.substr(0, body.size() / 2);
-    bad["truncated body (signed)"] = std::to_string(post_as_meta(truncated));
-    const std::string huge = envelope(person_phone(0), {{"from", person_phone(0)}, {"id", "wamid.bad.huge"},
-                                                        {"timestamp", "1750000000"}, {"type", "text"},
-                                                        {"text", {{"body", std::string(300000, 'x')}}}});
-    auto h = http::fetch("POST", url_ + "/webhook",
-                         {{"Content-Type", "application/json"},
-                          {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex(kSecret, huge)}},
-                         huge, 10s);
-    bad["oversized body"] = h ? std::to_string(h->status) : "no answer";
-    const std::string unknown = envelope(person_phone(1), {{"from", person_phone(1)}, {"id", "wamid.bad.unknown"},
-                                                           {"timestamp", std::to_string(wall_clock_ms() / 1000)},
-                                                           {"type", "hologram"}, {"hologram", {{"x", 1}}}});
-    bad["unknown message type"] = std::to_string(post_as_meta(unknown));
-    auto other = test::make_test_cert();
-    const std::string sns = test::signed_sns_body(
-        other, "Notification", test::fixture("aws_eum_sns_message_inbound_text_redacted.json"),
-        "https://sns.eu-west-1.amazonaws.com/c.pem");
-    auto e = http::fetch("POST", url_ + "/eum",
-                         {{"Content-Type", "text/plain; charset=UTF-8"}, {"x-amz-sns-message-type", "Notification"}},
-                         sns, 10s);
-    bad["SNS envelope, bad signature"] = e ? std::to_string(e->status) : "no answer";
-    note("bad input sent");
-  }
-
-  // Brokers: one killed and back, then another.
-  // WAFLEET_FAULT_SKIP=brokers|workers|redis leaves that fault out (to tell causes apart).
-  for (int n : {1, 2}) {
-    if (skipped.find("brokers") != std::string::npos) {
-      break;
+  for (int round = 0; round == 0 || people_done < people; ++round) {
+    if (round > 0) {
+      graph_faults();
+      note("round " + std::to_string(round + 1) + ": Graph 503 x6, 130429 x6, 8 slow downloads");
     }
-    kill_node(n);
-    note("kill -9 Kafka broker " + std::to_string(n));
-    std::this_thread::sleep_for(8s);
-    start_node(n);
-    note("broker " + std::to_string(n) + " restarted");
-    ASSERT_TRUE(test::eventually([&] { return all_in_sync(); }, 90s));
+    for (const auto& w : {"aggregator-1", "sender-1", "media", "bridge", "bulk", "receiver", "aggregator-2",
+                          "sender-2"}) {
+      if (skipped.find("workers") == std::string::npos) {
+        kill_restart(w);
+      }
+    }
+    if (skipped.find("redis") == std::string::npos) {
+      redis_.restart();
+      note("redis-server restarted (AOF kept)");
+    }
+    std::this_thread::sleep_for(3s);
+    if (round == 0) {
+      // Bad input, each answered as designed and nothing of it reaching a turn.
+      const std::string body = envelope(person_phone(0), {{"from", person_phone(0)}, {"id", "wamid.bad.forged"},
+                                                          {"timestamp", "1750000000"}, {"type", "text"},
+                                                          {"text", {{"body", "forged"}}}});
+      auto r = http::fetch("POST", url_ + "/webhook",
+                           {{"Content-Type", "application/json"},
+                            {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex("not-the-secret", body)}},
+                           body, 10s);
+      bad["forged signature"] = r ? std::to_string(r->status) : "no answer";
+      const std::string truncated = body.substr(0, body.size() / 2);
+      bad["truncated body (signed)"] = std::to_string(post_as_meta(truncated));
+      const std::string huge = envelope(person_phone(0), {{"from", person_phone(0)}, {"id", "wamid.bad.huge"},
+                                                          {"timestamp", "1750000000"}, {"type", "text"},
+                                                          {"text", {{"body", std::string(300000, 'x')}}}});
+      auto h = http::fetch("POST", url_ + "/webhook",
+                           {{"Content-Type", "application/json"},
+                            {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex(kSecret, huge)}},
+                           huge, 10s);
+      bad["oversized body"] = h ? std::to_string(h->status) : "no answer";
+      const std::string unknown = envelope(person_phone(1), {{"from", person_phone(1)}, {"id", "wamid.bad.unknown"},
+                                                             {"timestamp", std::to_string(wall_clock_ms() / 1000)},
+                                                             {"type", "hologram"}, {"hologram", {{"x", 1}}}});
+      bad["unknown message type"] = std::to_string(post_as_meta(unknown));
+      auto other = test::make_test_cert();
+      const std::string sns = test::signed_sns_body(
+          other, "Notification", test::fixture("aws_eum_sns_message_inbound_text_redacted.json"),
+          "https://sns.eu-west-1.amazonaws.com/c.pem");
+      auto e = http::fetch("POST", url_ + "/eum",
+                           {{"Content-Type", "text/plain; charset=UTF-8"}, {"x-amz-sns-message-type", "Notification"}},
+                           sns, 10s);
+      bad["SNS envelope, bad signature"] = e ? std::to_string(e->status) : "no answer";
+      note("bad input sent");
+    }
+    // Brokers: one killed and back, then another.
+    // WAFLEET_FAULT_SKIP=brokers|workers|redis leaves that fault out (to tell causes apart).
+    for (int n : {1, 2}) {
+      if (skipped.find("brokers") != std::string::npos) {
+        break;
+      }
+      kill_node(n);
+      note("kill -9 Kafka broker " + std::to_string(n));
+      std::this_thread::sleep_for(8s);
+      start_node(n);
+      note("broker " + std::to_string(n) + " restarted");
+      ASSERT_TRUE(test::eventually([&] { return all_in_sync(); }, 90s));
+    }
   }
   for (auto& t : threads) {
     t.join();
