@@ -4,6 +4,12 @@
 
 #include <sys/time.h>
 
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <optional>
+#include <string_view>
+
 #include "common/crypto.h"
 #include "common/log.h"
 
@@ -65,10 +71,16 @@ Result<Options> parse_url(const std::string& url) {
   Options o;
   std::string rest = url;
   const std::string scheme = "redis://";
-  if (rest.rfind(scheme, 0) != 0) {
-    return Unexpected(Error::invalid("redis url must start with redis://, got '" + url + "'"));
+  const std::string cluster_scheme = "redis+cluster://";
+  if (rest.rfind(cluster_scheme, 0) == 0) {
+    o.cluster = true;
+    rest = rest.substr(cluster_scheme.size());
+  } else if (rest.rfind(scheme, 0) == 0) {
+    rest = rest.substr(scheme.size());
+  } else {
+    return Unexpected(Error::invalid("redis url must start with redis:// or redis+cluster://, got '" +
+                                     url + "'"));
   }
-  rest = rest.substr(scheme.size());
   if (auto at = rest.rfind('@'); at != std::string::npos) {
     std::string auth = rest.substr(0, at);
     rest = rest.substr(at + 1);
@@ -80,20 +92,6 @@ Result<Options> parse_url(const std::string& url) {
     db = rest.substr(slash + 1);
     rest = rest.substr(0, slash);
   }
-  auto colon = rest.rfind(':');
-  if (colon == std::string::npos) {
-    o.host = rest;
-  } else {
-    o.host = rest.substr(0, colon);
-    try {
-      o.port = std::stoi(rest.substr(colon + 1));
-    } catch (const std::exception&) {
-      return Unexpected(Error::invalid("redis url has a bad port: '" + url + "'"));
-    }
-  }
-  if (o.host.empty() || o.port <= 0 || o.port > 65535) {
-    return Unexpected(Error::invalid("redis url needs host:port, got '" + url + "'"));
-  }
   if (!db.empty()) {
     try {
       o.db = std::stoi(db);
@@ -101,7 +99,56 @@ Result<Options> parse_url(const std::string& url) {
       return Unexpected(Error::invalid("redis url has a bad db number: '" + url + "'"));
     }
   }
+  if (o.cluster && o.db != 0) {
+    return Unexpected(Error::invalid("a Redis Cluster has only db 0: '" + url + "'"));
+  }
+  std::vector<std::string> hosts;
+  for (size_t start = 0;;) {
+    const size_t comma = rest.find(',', start);
+    hosts.push_back(rest.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) {
+      break;
+    }
+    start = comma + 1;
+  }
+  if (hosts.size() > 1 && !o.cluster) {
+    return Unexpected(Error::invalid("several hosts need redis+cluster://, got '" + url + "'"));
+  }
+  for (const auto& h : hosts) {
+    Node n{h, 6379};
+    if (auto colon = h.rfind(':'); colon != std::string::npos) {
+      n.host = h.substr(0, colon);
+      try {
+        n.port = std::stoi(h.substr(colon + 1));
+      } catch (const std::exception&) {
+        return Unexpected(Error::invalid("redis url has a bad port: '" + url + "'"));
+      }
+    }
+    if (n.host.empty() || n.port <= 0 || n.port > 65535) {
+      return Unexpected(Error::invalid("redis url needs host:port, got '" + url + "'"));
+    }
+    o.seeds.push_back(n);
+  }
+  o.host = o.seeds.front().host;
+  o.port = o.seeds.front().port;
   return o;
+}
+
+uint16_t key_slot(const std::string& key) {
+  std::string_view k = key;
+  if (auto open = k.find('{'); open != std::string_view::npos) {
+    if (auto close = k.find('}', open + 1); close != std::string_view::npos && close > open + 1) {
+      k = k.substr(open + 1, close - open - 1);
+    }
+  }
+  uint16_t crc = 0;  // CRC16-CCITT (XMODEM), as the cluster specification defines it
+  for (unsigned char c : k) {
+    crc ^= static_cast<uint16_t>(c) << 8;
+    for (int i = 0; i < 8; ++i) {
+      crc = (crc & 0x8000) != 0 ? static_cast<uint16_t>((crc << 1) ^ 0x1021) : static_cast<uint16_t>(crc << 1);
+    }
+  }
+  return crc % 16384;
 }
 
 Script::Script(std::string source) : source_(std::move(source)) {
@@ -121,41 +168,99 @@ Command Script::evalsha(const std::vector<std::string>& keys,
   return c;
 }
 
-RedisClient::RedisClient(Options options) : options_(std::move(options)) {}
+struct RedisClient::Connection {
+  Node node;
+  redisContext* ctx = nullptr;
+  ~Connection() { drop(); }
+  void drop() {
+    if (ctx != nullptr) {
+      redisFree(ctx);
+      ctx = nullptr;
+    }
+  }
+  std::string name() const { return node.host + ":" + std::to_string(node.port); }
+};
 
-RedisClient::~RedisClient() { drop(); }
+namespace {
 
-void RedisClient::drop() {
-  if (ctx_ != nullptr) {
-    redisFree(ctx_);
-    ctx_ = nullptr;
+std::string upper(std::string s) {
+  for (auto& c : s) {
+    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return s;
+}
+
+// The key that decides where a command runs in a cluster; nullptr for keyless commands.
+const std::string* first_key(const Command& c) {
+  if (c.empty()) {
+    return nullptr;
+  }
+  const std::string name = upper(c[0]);
+  if (name == "EVAL" || name == "EVALSHA" || name == "EVAL_RO" || name == "EVALSHA_RO" || name == "FCALL") {
+    return c.size() > 3 && c[2] != "0" ? &c[3] : nullptr;
+  }
+  if (name == "PING" || name == "SCRIPT" || name == "INFO" || name == "CLUSTER" || name == "ECHO") {
+    return nullptr;
+  }
+  return c.size() > 1 ? &c[1] : nullptr;
+}
+
+// "MOVED 3999 127.0.0.1:6381" (or ASK): the slot and the node to ask.
+std::optional<std::pair<int, Node>> redirect_of(const std::string& error, const std::string& kind) {
+  if (error.rfind(kind + " ", 0) != 0) {
+    return std::nullopt;
+  }
+  const size_t sp = error.find(' ', kind.size() + 1);
+  const size_t colon = error.rfind(':');
+  if (sp == std::string::npos || colon == std::string::npos || colon < sp) {
+    return std::nullopt;
+  }
+  try {
+    const int slot = std::stoi(error.substr(kind.size() + 1, sp - kind.size() - 1));
+    return std::make_pair(slot, Node{error.substr(sp + 1, colon - sp - 1), std::stoi(error.substr(colon + 1))});
+  } catch (const std::exception&) {
+    return std::nullopt;
   }
 }
 
-Status RedisClient::ensure_connected() {
-  if (ctx_ != nullptr && ctx_->err == 0) {
+constexpr int kRedirectsPerCall = 5;
+
+}  // namespace
+
+RedisClient::RedisClient(Options options) : options_(std::move(options)) {
+  if (!options_.cluster) {
+    single_ = std::make_unique<Connection>();
+    single_->node = {options_.host, options_.port};
+  } else if (options_.seeds.empty()) {
+    options_.seeds.push_back({options_.host, options_.port});
+  }
+}
+
+RedisClient::~RedisClient() = default;
+
+Status RedisClient::connect(Connection& conn) {
+  if (conn.ctx != nullptr && conn.ctx->err == 0) {
     return {};
   }
-  drop();
+  conn.drop();
   timeval tv = to_timeval(options_.connect_timeout);
-  ctx_ = redisConnectWithTimeout(options_.host.c_str(), options_.port, tv);
-  if (ctx_ == nullptr || ctx_->err != 0) {
-    std::string reason = ctx_ != nullptr ? ctx_->errstr : "allocation failed";
-    drop();
-    return Unexpected(Error::transient("redis connect " + options_.host + ":" +
-                                       std::to_string(options_.port) + ": " + reason));
+  conn.ctx = redisConnectWithTimeout(conn.node.host.c_str(), conn.node.port, tv);
+  if (conn.ctx == nullptr || conn.ctx->err != 0) {
+    std::string reason = conn.ctx != nullptr ? conn.ctx->errstr : "allocation failed";
+    conn.drop();
+    return Unexpected(Error::transient("redis connect " + conn.name() + ": " + reason));
   }
   timeval ctv = to_timeval(options_.command_timeout);
-  redisSetTimeout(ctx_, ctv);
-  redisEnableKeepAlive(ctx_);
+  redisSetTimeout(conn.ctx, ctv);
+  redisEnableKeepAlive(conn.ctx);
   auto run_setup = [&](const Command& c) -> Status {
-    auto r = command(c);
+    auto r = send(conn, {c});
     if (!r) {
       return Unexpected(r.error());
     }
-    if (r->is_error()) {
-      drop();
-      return Unexpected(Error::fatal("redis " + c[0] + ": " + r->str));
+    if (r->front().is_error()) {
+      conn.drop();
+      return Unexpected(Error::fatal("redis " + c[0] + ": " + r->front().str));
     }
     return {};
   };
@@ -196,11 +301,7 @@ Status RedisClient::pipeline_ok(const std::vector<Command>& commands) {
   return {};
 }
 
-Result<std::vector<Reply>> RedisClient::pipeline(const std::vector<Command>& commands,
-                                                 const std::vector<const Script*>& scripts) {
-  if (auto s = ensure_connected(); !s) {
-    return Unexpected(s.error());
-  }
+Result<std::vector<Reply>> RedisClient::send(Connection& conn, const std::vector<Command>& commands) {
   std::vector<const char*> argv;
   std::vector<size_t> lens;
   for (const auto& c : commands) {
@@ -210,10 +311,9 @@ Result<std::vector<Reply>> RedisClient::pipeline(const std::vector<Command>& com
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    if (redisAppendCommandArgv(ctx_, static_cast<int>(argv.size()), argv.data(), lens.data()) !=
-        REDIS_OK) {
-      std::string reason = ctx_->errstr;
-      drop();
+    if (redisAppendCommandArgv(conn.ctx, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
+      std::string reason = conn.ctx->errstr;
+      conn.drop();
       return Unexpected(Error::transient("redis append: " + reason));
     }
   }
@@ -221,16 +321,227 @@ Result<std::vector<Reply>> RedisClient::pipeline(const std::vector<Command>& com
   replies.reserve(commands.size());
   for (size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;
-    if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) {
-      std::string reason = ctx_->errstr;
-      drop();  // the connection is out of step now; the next call reconnects
-      return Unexpected(Error::transient("redis: " + reason));
+    if (redisGetReply(conn.ctx, &raw) != REDIS_OK || raw == nullptr) {
+      std::string reason = conn.ctx->errstr;
+      conn.drop();  // the connection is out of step now; the next call reconnects
+      return Unexpected(Error::transient("redis " + conn.name() + ": " + reason));
     }
     ReplyPtr reply(static_cast<redisReply*>(raw));
     replies.push_back(convert(reply.get()));
   }
+  return replies;
+}
+
+RedisClient::Connection& RedisClient::connection(const Node& node) {
+  for (auto& c : nodes_) {
+    if (c->node.host == node.host && c->node.port == node.port) {
+      return *c;
+    }
+  }
+  nodes_.push_back(std::make_unique<Connection>());
+  nodes_.back()->node = node;
+  return *nodes_.back();
+}
+
+Status RedisClient::load_slots() {
+  std::vector<Node> candidates = masters_;
+  candidates.insert(candidates.end(), options_.seeds.begin(), options_.seeds.end());
+  std::string last = "no node to ask";
+  for (const auto& n : candidates) {
+    Connection& conn = connection(n);
+    if (auto s = connect(conn); !s) {
+      last = s.error().message;
+      continue;
+    }
+    auto r = send(conn, {{"CLUSTER", "SLOTS"}});
+    if (!r) {
+      last = r.error().message;
+      continue;
+    }
+    const Reply& map = r->front();
+    if (map.type != Reply::Type::kArray || map.elements.empty()) {
+      last = conn.name() + " answered CLUSTER SLOTS with " + (map.is_error() ? map.str : "no slots");
+      continue;
+    }
+    std::vector<Node> masters;
+    std::vector<int> owner(16384, -1);
+    for (const auto& range : map.elements) {
+      if (range.elements.size() < 3 || range.elements[2].elements.size() < 2) {
+        continue;
+      }
+      const auto& m = range.elements[2].elements;
+      Node node{m[0].str.empty() || m[0].str == "?" ? n.host : m[0].str, static_cast<int>(m[1].integer)};
+      int index = -1;
+      for (size_t i = 0; i < masters.size(); ++i) {
+        if (masters[i].host == node.host && masters[i].port == node.port) {
+          index = static_cast<int>(i);
+        }
+      }
+      if (index < 0) {
+        masters.push_back(node);
+        index = static_cast<int>(masters.size() - 1);
+      }
+      for (int64_t slot = range.elements[0].integer; slot <= range.elements[1].integer && slot < 16384; ++slot) {
+        owner[static_cast<size_t>(slot)] = index;
+      }
+    }
+    masters_ = std::move(masters);
+    slot_master_ = std::move(owner);
+    slots_stale_ = false;
+    return {};
+  }
+  return Unexpected(Error::transient("redis cluster: no node gave the slot map (" + last + ")"));
+}
+
+Result<std::vector<Reply>> RedisClient::route(const std::vector<Command>& commands) {
+  if (slots_stale_) {
+    if (auto s = load_slots(); !s) {
+      return Unexpected(s.error());
+    }
+  }
+  std::vector<Reply> replies(commands.size());
+  std::vector<size_t> todo(commands.size());
+  for (size_t i = 0; i < todo.size(); ++i) {
+    todo[i] = i;
+  }
+  std::map<size_t, Node> asked;  // command -> the node an ASK sent it to, for one try
+  for (int round = 0; !todo.empty() && round <= kRedirectsPerCall; ++round) {
+    struct Group {
+      Connection* conn;
+      std::vector<Command> commands;
+      std::vector<long> index;  // command index per sent command; -1 for ASKING
+    };
+    std::vector<Group> groups;
+    for (size_t i : todo) {
+      Node target;
+      auto a = asked.find(i);
+      if (a != asked.end()) {
+        target = a->second;
+      } else {
+        const std::string* key = first_key(commands[i]);
+        const int m = slot_master_[key != nullptr ? key_slot(*key) : 0];
+        if (m < 0) {
+          slots_stale_ = true;
+          return Unexpected(Error::transient("redis cluster: slot " +
+                                             std::to_string(key != nullptr ? key_slot(*key) : 0) +
+                                             " has no master"));
+        }
+        target = masters_[static_cast<size_t>(m)];
+      }
+      Connection* conn = &connection(target);
+      auto g = std::find_if(groups.begin(), groups.end(), [&](const Group& x) { return x.conn == conn; });
+      if (g == groups.end()) {
+        groups.push_back({conn, {}, {}});
+        g = groups.end() - 1;
+      }
+      if (a != asked.end()) {
+        g->commands.push_back({"ASKING"});
+        g->index.push_back(-1);
+      }
+      g->commands.push_back(commands[i]);
+      g->index.push_back(static_cast<long>(i));
+    }
+    asked.clear();
+    // A node that fails leaves the others' replies unread: every connection of this round is
+    // dropped (out of step), and the map reloaded on the next call (a failover moves it).
+    auto fail = [&](Connection& conn, const std::string& reason) {
+      for (auto& g : groups) {
+        g.conn->drop();
+      }
+      slots_stale_ = true;
+      return Unexpected(Error::transient("redis " + conn.name() + ": " + reason));
+    };
+    for (auto& g : groups) {
+      if (auto s = connect(*g.conn); !s) {
+        return fail(*g.conn, s.error().message);
+      }
+    }
+    // Every node's batch is written before any reply is read: the round trips overlap.
+    for (auto& g : groups) {
+      std::vector<const char*> argv;
+      std::vector<size_t> lens;
+      for (const auto& c : g.commands) {
+        argv.clear();
+        lens.clear();
+        for (const auto& x : c) {
+          argv.push_back(x.data());
+          lens.push_back(x.size());
+        }
+        if (redisAppendCommandArgv(g.conn->ctx, static_cast<int>(argv.size()), argv.data(), lens.data()) !=
+            REDIS_OK) {
+          return fail(*g.conn, g.conn->ctx->errstr);
+        }
+      }
+      for (int done = 0; done == 0;) {
+        if (redisBufferWrite(g.conn->ctx, &done) != REDIS_OK) {
+          return fail(*g.conn, g.conn->ctx->errstr);
+        }
+      }
+    }
+    std::vector<size_t> again;
+    bool try_again = false;
+    for (auto& g : groups) {
+      for (long index : g.index) {
+        void* raw = nullptr;
+        if (redisGetReply(g.conn->ctx, &raw) != REDIS_OK || raw == nullptr) {
+          return fail(*g.conn, g.conn->ctx->errstr);
+        }
+        ReplyPtr reply(static_cast<redisReply*>(raw));
+        if (index < 0) {
+          continue;  // ASKING's OK
+        }
+        const auto i = static_cast<size_t>(index);
+        replies[i] = convert(reply.get());
+        if (!replies[i].is_error()) {
+          continue;
+        }
+        if (auto moved = redirect_of(replies[i].str, "MOVED")) {
+          // The slot has a new owner: use it now, and reload the whole map on the next call.
+          Connection& to = connection(moved->second);
+          auto m = std::find_if(masters_.begin(), masters_.end(), [&](const Node& x) {
+            return x.host == to.node.host && x.port == to.node.port;
+          });
+          if (m == masters_.end()) {
+            masters_.push_back(to.node);
+            m = masters_.end() - 1;
+          }
+          slot_master_[static_cast<size_t>(moved->first)] = static_cast<int>(m - masters_.begin());
+          slots_stale_ = true;
+          again.push_back(i);
+        } else if (auto ask = redirect_of(replies[i].str, "ASK")) {
+          asked[i] = ask->second;  // mid-migration: this key is on the importing node already
+          again.push_back(i);
+        } else if (replies[i].str.rfind("TRYAGAIN", 0) == 0) {
+          again.push_back(i);  // a multi-key command while its slot migrates
+          try_again = true;
+        }
+      }
+    }
+    if (try_again && round < kRedirectsPerCall) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10 * (round + 1)));
+    }
+    todo = std::move(again);
+  }
+  return replies;  // what is still a redirect after kRedirectsPerCall stays an error reply
+}
+
+Result<std::vector<Reply>> RedisClient::pipeline(const std::vector<Command>& commands,
+                                                 const std::vector<const Script*>& scripts) {
+  Result<std::vector<Reply>> first = [&]() -> Result<std::vector<Reply>> {
+    if (options_.cluster) {
+      return route(commands);
+    }
+    if (auto s = connect(*single_); !s) {
+      return Unexpected(s.error());
+    }
+    return send(*single_, commands);
+  }();
+  if (!first) {
+    return first;
+  }
+  std::vector<Reply> replies = std::move(*first);
   // NOSCRIPT: Redis restarted (or SCRIPT FLUSH). Load and run those commands again; they did
-  // not execute, so repeating them is safe.
+  // not execute, so repeating them is safe. A cluster loads the script on every master.
   std::vector<size_t> retry;
   for (size_t i = 0; i < replies.size(); ++i) {
     if (replies[i].is_error() && replies[i].str.rfind("NOSCRIPT", 0) == 0) {
@@ -243,8 +554,7 @@ Result<std::vector<Reply>> RedisClient::pipeline(const std::vector<Command>& com
       const std::string& sha = commands[i].size() > 1 ? commands[i][1] : std::string{};
       for (const Script* s : scripts) {
         if (s->sha1() == sha) {
-          auto loaded = command({"SCRIPT", "LOAD", s->source()});
-          if (!loaded) {
+          if (auto loaded = load_script(s->source()); !loaded) {
             return Unexpected(loaded.error());
           }
         }
@@ -262,6 +572,41 @@ Result<std::vector<Reply>> RedisClient::pipeline(const std::vector<Command>& com
   return replies;
 }
 
+Status RedisClient::on_every_node(const Command& command) {
+  if (!options_.cluster) {
+    auto r = command_on(*single_, command);
+    return r ? Status{} : Unexpected(r.error());
+  }
+  if (slots_stale_) {
+    if (auto s = load_slots(); !s) {
+      return s;
+    }
+  }
+  for (const auto& m : masters_) {
+    if (auto r = command_on(connection(m), command); !r) {
+      slots_stale_ = true;
+      return Unexpected(r.error());
+    }
+  }
+  return {};
+}
+
+Result<Reply> RedisClient::command_on(Connection& conn, const Command& command) {
+  if (auto s = connect(conn); !s) {
+    return Unexpected(s.error());
+  }
+  auto r = send(conn, {command});
+  if (!r) {
+    return Unexpected(r.error());
+  }
+  if (r->front().is_error()) {
+    return Unexpected(Error::transient("redis " + conn.name() + " " + command[0] + ": " + r->front().str));
+  }
+  return std::move(r->front());
+}
+
+Status RedisClient::load_script(const std::string& source) { return on_every_node({"SCRIPT", "LOAD", source}); }
+
 Result<Reply> RedisClient::eval(const Script& script, const std::vector<std::string>& keys,
                                 const std::vector<std::string>& args) {
   auto r = pipeline({script.evalsha(keys, args)}, {&script});
@@ -272,12 +617,9 @@ Result<Reply> RedisClient::eval(const Script& script, const std::vector<std::str
 }
 
 Status RedisClient::ping() {
-  auto r = command({"PING"});
-  if (!r) {
-    return Unexpected(r.error());
-  }
-  if (r->is_error()) {
-    return Unexpected(Error::transient("redis ping: " + r->str));
+  auto s = on_every_node({"PING"});
+  if (!s) {
+    return Unexpected(Error::transient("redis ping: " + s.error().message));
   }
   return {};
 }

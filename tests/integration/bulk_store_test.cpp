@@ -58,6 +58,7 @@ TEST(BulkStore, ARecipientSentWhileAHeldCopyWaitsLeavesTheLaterSet) {
 // Erasure: the person's rows in every job become tombstones (only the line is left), their
 // status loses the wamid, their rejected rows what was written; other people's rows stay.
 TEST(BulkStore, ErasingAPersonLeavesOnlyTheirLinesInEveryJob) {
+  server().flush_all();  // erasure looks through every job in Redis: only this test's
   redis::RedisClient redis(server().options());
   Store store(redis);
   std::vector<std::string> jobs;

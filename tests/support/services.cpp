@@ -190,6 +190,86 @@ RedisServer::~RedisServer() {
   std::filesystem::remove_all(dir_, ec);
 }
 
+RedisCluster::RedisCluster() {
+  dir_ = temp_dir("wafleet-redis-cluster");
+  for (int i = 0; i < 3; ++i) {
+    const uint16_t port = free_port();
+    ports_.push_back(port);
+    bus_ports_.push_back(free_port());
+    processes_.push_back(std::make_unique<Process>(
+        "redis-server",
+        std::vector<std::string>{"--port", std::to_string(port), "--bind", "127.0.0.1", "--dir", dir_,
+                                 "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
+                                 "--cluster-config-file", "nodes-" + std::to_string(port) + ".conf",
+                                 "--cluster-node-timeout", "2000", "--daemonize", "no",
+                                 // not port + 10000, the default: free ports go past 55535
+                                 "--cluster-port", std::to_string(bus_ports_.back())},
+        std::map<std::string, std::string>{}, dir_ + "/redis-" + std::to_string(port) + ".log"));
+  }
+  std::vector<std::unique_ptr<redis::RedisClient>> nodes;
+  for (size_t i = 0; i < ports_.size(); ++i) {
+    nodes.push_back(std::make_unique<redis::RedisClient>(node(i)));
+    if (!eventually([&] { return nodes[i]->ping().has_value(); }, std::chrono::seconds(10))) {
+      ADD_FAILURE() << "redis-server (cluster mode) did not start: " << processes_[i]->log();
+      return;
+    }
+  }
+  // Three even slot ranges, then every node meets the first: the cluster forms by gossip.
+  for (size_t i = 0; i < ports_.size(); ++i) {
+    const size_t from = 16384 * i / ports_.size(), to = 16384 * (i + 1) / ports_.size() - 1;
+    auto r = nodes[i]->command({"CLUSTER", "ADDSLOTSRANGE", std::to_string(from), std::to_string(to)});
+    EXPECT_TRUE(r && !r->is_error()) << (r ? r->str : r.error().message);
+    if (i > 0) {
+      auto m = nodes[i]->command(
+          {"CLUSTER", "MEET", "127.0.0.1", std::to_string(ports_[0]), std::to_string(bus_ports_[0])});
+      EXPECT_TRUE(m && !m->is_error()) << (m ? m->str : m.error().message);
+    }
+  }
+  const bool ok = eventually(
+      [&] {
+        for (auto& n : nodes) {
+          auto info = n->command({"CLUSTER", "INFO"});
+          if (!info || info->str.find("cluster_state:ok") == std::string::npos ||
+              info->str.find("cluster_known_nodes:3") == std::string::npos) {
+            return false;
+          }
+        }
+        return true;
+      },
+      std::chrono::seconds(20));
+  if (!ok) {
+    ADD_FAILURE() << "the Redis Cluster did not form: " << processes_[0]->log();
+  }
+}
+
+RedisCluster::~RedisCluster() {
+  for (auto& p : processes_) {
+    p->stop();
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string RedisCluster::url() const {
+  std::string u = "redis+cluster://";
+  for (size_t i = 0; i < ports_.size(); ++i) {
+    u += (i > 0 ? ",127.0.0.1:" : "127.0.0.1:") + std::to_string(ports_[i]);
+  }
+  return u;
+}
+
+redis::Options RedisCluster::node(size_t i) const {
+  redis::Options o;
+  o.port = ports_.at(i);
+  return o;
+}
+
+std::string RedisCluster::node_id(size_t i) const {
+  redis::RedisClient c(node(i));
+  auto r = c.command({"CLUSTER", "MYID"});
+  return r ? r->str : "";
+}
+
 PostgresServer::PostgresServer() {
   dir_ = temp_dir("wafleet-pg");
   port_ = free_port();

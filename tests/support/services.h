@@ -68,6 +68,25 @@ class RedisServer {
   std::unique_ptr<Process> process_;
 };
 
+// A Redis Cluster of three masters on free ports (redis-server in cluster mode, no replicas),
+// slots split in three even ranges; url() is the redis+cluster:// URL of all three.
+class RedisCluster {
+ public:
+  RedisCluster();
+  ~RedisCluster();
+  std::string url() const;
+  size_t size() const { return ports_.size(); }
+  // A plain (non-cluster) connection to one node, for looking behind the client's back.
+  redis::Options node(size_t i) const;
+  std::string node_id(size_t i) const;
+
+ private:
+  std::string dir_;
+  std::vector<uint16_t> ports_;
+  std::vector<uint16_t> bus_ports_;  // the cluster bus of each node
+  std::vector<std::unique_ptr<Process>> processes_;
+};
+
 // A PostgreSQL cluster of its own (scripts/postgres: initdb + pg_ctl, fsync off), one per
 // test binary that needs it; each test takes a fresh database from it.
 class PostgresServer {

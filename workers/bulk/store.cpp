@@ -194,7 +194,6 @@ return 1
 const redis::Script kReach(R"lua(
 local limit = tonumber(ARGV[4])
 if limit <= 0 then return {1, 0} end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {1, 0} end
 local now = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
@@ -722,19 +721,42 @@ Result<std::vector<Reach>> Store::charge_reach(const std::string& portfolio,
     out.assign(identities.size(), Reach{true, 0});
     return out;
   }
+  if (identities.empty()) {
+    return out;
+  }
+  // Who is inside their own window first: that key lives in the number's slot, the budget in
+  // the portfolio's, and a Redis Cluster runs no script across two slots. Someone whose window
+  // opens in between is charged once more than needed: the budget errs on the safe side.
   std::vector<redis::Command> cmds;
   for (const auto& who : identities) {
-    cmds.push_back(kReach.evalsha({"bulk:reach:{" + portfolio + "}", "snd:win:{" + phone_number_id + "}:" + who},
-                                  {who, std::to_string(now_ms), std::to_string(window_ms), std::to_string(limit)}));
+    cmds.push_back({"EXISTS", "snd:win:{" + phone_number_id + "}:" + who});
   }
-  if (cmds.empty()) {
-    return out;
+  auto open = redis_.pipeline(cmds);
+  if (!open) {
+    return Unexpected(open.error());
+  }
+  cmds.clear();
+  for (size_t i = 0; i < identities.size(); ++i) {
+    if ((*open)[i].is_error()) {
+      return Unexpected(Error::transient("redis: reach: " + (*open)[i].str));
+    }
+    if ((*open)[i].integer != 1) {
+      cmds.push_back(kReach.evalsha({"bulk:reach:{" + portfolio + "}"}, {identities[i], std::to_string(now_ms),
+                                                                         std::to_string(window_ms),
+                                                                         std::to_string(limit)}));
+    }
   }
   auto r = redis_.pipeline(cmds, {&kReach});
   if (!r) {
     return Unexpected(r.error());
   }
-  for (const auto& one : *r) {
+  size_t k = 0;
+  for (size_t i = 0; i < identities.size(); ++i) {
+    if ((*open)[i].integer == 1) {
+      out.push_back(Reach{true, 0});
+      continue;
+    }
+    const auto& one = (*r)[k++];
     if (one.is_error() || one.elements.size() != 2) {
       return Unexpected(Error::transient("redis: reach: " + one.str));
     }

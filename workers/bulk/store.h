@@ -150,8 +150,9 @@ class Store {
   // The portfolio's rolling 24-hour budget of people reached outside a customer-service window.
   // A person reached already in the window, or inside their own window (they wrote to the number
   // in the last 24 hours: the sender's snd:win key), costs nothing. limit <= 0: unlimited.
-  // Many people in one round trip, in order: once the budget is spent, only people reached
-  // already (or inside their window) are allowed.
+  // Many people in two round trips (their windows, then the budget: two slots of a Redis
+  // Cluster), in order: once the budget is spent, only people reached already (or inside their
+  // window) are allowed.
   Result<std::vector<Reach>> charge_reach(const std::string& portfolio,
                                           const std::string& phone_number_id,
                                           const std::vector<std::string>& identities,
