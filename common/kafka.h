@@ -35,7 +35,10 @@ struct ClientConfig {
 };
 
 struct ProducerOptions {
-  int message_timeout_ms = 5000;  // a produce that is not acknowledged by then fails
+  // A produce not acknowledged by then fails (a consuming worker then stops, uncommitted). Long
+  // enough to wait out a leader election: Kafka fences a broker killed outright only after
+  // broker.session.timeout.ms (9 s by default). The receiver sets its own, shorter one.
+  int message_timeout_ms = 30000;
   int linger_ms = 2;              // small: the receiver waits for acks before answering Meta
   bool idempotent = true;
 };

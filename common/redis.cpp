@@ -225,6 +225,15 @@ std::optional<std::pair<int, Node>> redirect_of(const std::string& error, const 
 
 constexpr int kRedirectsPerCall = 5;
 
+bool unavailable(const std::string& error) {
+  for (const char* prefix : {"LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "MOVED", "ASK ", "BUSY "}) {
+    if (error.rfind(prefix, 0) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 RedisClient::RedisClient(Options options) : options_(std::move(options)) {
@@ -567,6 +576,14 @@ Result<std::vector<Reply>> RedisClient::pipeline(const std::vector<Command>& com
     }
     for (size_t k = 0; k < retry.size(); ++k) {
       replies[retry[k]] = std::move((*second)[k]);
+    }
+  }
+  // Answers that say the server cannot answer now (loading its data after a restart, a cluster
+  // slot without its master, a redirect still unresolved) fail the call as transient, like a
+  // dropped connection: no caller mistakes them for a value.
+  for (const auto& r : replies) {
+    if (r.is_error() && unavailable(r.str)) {
+      return Unexpected(Error::transient("redis: " + r.str));
     }
   }
   return replies;

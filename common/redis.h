@@ -88,7 +88,9 @@ class RedisClient {
 
   Result<Reply> command(const Command& argv);
   // All commands in one round trip; per-command Redis errors come back as Reply::kError.
-  // Any EVALSHA answered NOSCRIPT is retried after SCRIPT LOAD of the matching script.
+  // Any EVALSHA answered NOSCRIPT is retried after SCRIPT LOAD of the matching script. An
+  // answer that says the server cannot answer now (LOADING, CLUSTERDOWN, MASTERDOWN, BUSY, a
+  // redirect still unresolved) fails the whole call as transient, like a dropped connection.
   Result<std::vector<Reply>> pipeline(const std::vector<Command>& commands,
                                       const std::vector<const Script*>& scripts = {});
   // The same, for writes whose replies do not matter: an error reply of any one is the error.

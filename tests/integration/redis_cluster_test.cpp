@@ -11,6 +11,8 @@
 #include "tests/support/services.h"
 #include "workers/bulk/store.h"
 #include "workers/receiver/dedupe.h"
+#include "workers/sender/conversations.h"
+#include "workers/sender/request.h"
 
 namespace wafleet {
 namespace {
@@ -196,6 +198,63 @@ TEST(RedisCluster, TheBulkBudgetChargesEachPersonOnceAndNobodyInsideTheirWindow)
   auto reached = store.reached("portfolio-" + pnid, now, 86'400'000);
   ASSERT_TRUE(reached.has_value());
   EXPECT_EQ(*reached, 2);
+}
+
+// The sender's inbound side writes a person's window; its send side, on another connection,
+// finds it and lets a free-form reply through.
+TEST(RedisCluster, TheWindowThePersonOpenedLetsTheSendersReplyThrough) {
+  redis::RedisClient inbound(cluster_options()), sending(cluster_options());
+  sender::Conversations learn(inbound, sender::PolicyOptions{}), judge(sending, sender::PolicyOptions{});
+  const int64_t now = 1'800'000'000'000;
+  WebhookEvent e;
+  e.kind = EventKind::kMessage;
+  e.phone_number_id = "106540352242922";
+  e.wa_id = "447700900123";
+  e.type = "text";
+  e.message_id = "wamid.cluster.window";
+  e.timestamp = (now - 60'000) / 1000;
+  e.raw = {{"type", "text"}, {"text", {{"body", "hello"}}}};
+  auto reply = sender::parse_request({{"request_id", "r1"}, {"phone_number_id", "106540352242922"},
+                                      {"to", "+447700900123"}, {"type", "text"}, {"text", {{"body", "hi"}}}});
+  ASSERT_TRUE(reply.has_value());
+  auto before = judge.refusal(*reply, now);
+  ASSERT_TRUE(before.has_value()) << before.error().message;
+  EXPECT_TRUE(before->has_value()) << "nobody wrote yet: refused";
+  ASSERT_TRUE(learn.on_inbound(e).has_value());
+  auto after = judge.refusal(*reply, now);
+  ASSERT_TRUE(after.has_value()) << after.error().message;
+  EXPECT_FALSE(after->has_value()) << **after;
+}
+
+// A master away: the other masters answer CLUSTERDOWN once they see it gone, and the client
+// fails the call as transient (never hands the error text over as a value); back, it serves.
+TEST(RedisCluster, AMasterAwayFailsCallsAsTransientAndItsReturnHealsThem) {
+  redis::RedisClient c(cluster_options());
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {  // a key of the first node's slots
+    const std::string k = "away:{" + std::to_string(i) + "}";
+    key = redis::key_slot(k) < 16384 / 3 ? k : "";
+  }
+  ASSERT_TRUE(c.command({"SET", key, "kept"}).has_value());
+  cluster().stop(2);
+  redis::RedisClient first(cluster().node(0));
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        auto info = first.command({"CLUSTER", "INFO"});
+        return info && info->str.find("cluster_state:fail") != std::string::npos;
+      },
+      std::chrono::seconds(20)));
+  auto down = c.command({"GET", key});
+  ASSERT_FALSE(down.has_value()) << down->str;
+  EXPECT_EQ(down.error().kind, ErrorKind::kTransient);
+  EXPECT_NE(down.error().message.find("CLUSTERDOWN"), std::string::npos) << down.error().message;
+  cluster().start(2);
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        auto back = c.command({"GET", key});
+        return back && back->str == "kept";
+      },
+      std::chrono::seconds(20)));
 }
 
 TEST(RedisCluster, PingAsksEveryMaster) {

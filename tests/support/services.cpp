@@ -190,21 +190,13 @@ RedisServer::~RedisServer() {
   std::filesystem::remove_all(dir_, ec);
 }
 
-RedisCluster::RedisCluster() {
+RedisCluster::RedisCluster(bool append_only) : append_only_(append_only) {
   dir_ = temp_dir("wafleet-redis-cluster");
-  for (int i = 0; i < 3; ++i) {
-    const uint16_t port = free_port();
-    ports_.push_back(port);
+  for (size_t i = 0; i < 3; ++i) {
+    ports_.push_back(free_port());
     bus_ports_.push_back(free_port());
-    processes_.push_back(std::make_unique<Process>(
-        "redis-server",
-        std::vector<std::string>{"--port", std::to_string(port), "--bind", "127.0.0.1", "--dir", dir_,
-                                 "--save", "", "--appendonly", "no", "--cluster-enabled", "yes",
-                                 "--cluster-config-file", "nodes-" + std::to_string(port) + ".conf",
-                                 "--cluster-node-timeout", "2000", "--daemonize", "no",
-                                 // not port + 10000, the default: free ports go past 55535
-                                 "--cluster-port", std::to_string(bus_ports_.back())},
-        std::map<std::string, std::string>{}, dir_ + "/redis-" + std::to_string(port) + ".log"));
+    processes_.emplace_back();
+    start(i);
   }
   std::vector<std::unique_ptr<redis::RedisClient>> nodes;
   for (size_t i = 0; i < ports_.size(); ++i) {
@@ -227,10 +219,8 @@ RedisCluster::RedisCluster() {
   }
   const bool ok = eventually(
       [&] {
-        for (auto& n : nodes) {
-          auto info = n->command({"CLUSTER", "INFO"});
-          if (!info || info->str.find("cluster_state:ok") == std::string::npos ||
-              info->str.find("cluster_known_nodes:3") == std::string::npos) {
+        for (size_t i = 0; i < ports_.size(); ++i) {
+          if (!serving(i)) {
             return false;
           }
         }
@@ -239,6 +229,37 @@ RedisCluster::RedisCluster() {
       std::chrono::seconds(20));
   if (!ok) {
     ADD_FAILURE() << "the Redis Cluster did not form: " << processes_[0]->log();
+  }
+}
+
+void RedisCluster::start(size_t i) {
+  const std::string port = std::to_string(ports_[i]);
+  processes_[i] = std::make_unique<Process>(
+      "redis-server",
+      std::vector<std::string>{"--port", port, "--bind", "127.0.0.1", "--dir", dir_, "--save", "",
+                               "--appendonly", append_only_ ? "yes" : "no", "--appendfsync", "everysec",
+                               "--appendfilename", "appendonly-" + port + ".aof", "--appenddirname",
+                               "aof-" + port, "--cluster-enabled", "yes", "--cluster-config-file",
+                               "nodes-" + port + ".conf", "--cluster-node-timeout", "2000", "--daemonize", "no",
+                               // not port + 10000, the default: free ports go past 55535
+                               "--cluster-port", std::to_string(bus_ports_[i])},
+      std::map<std::string, std::string>{}, dir_ + "/redis-" + port + ".log");
+}
+
+bool RedisCluster::serving(size_t i) const {
+  redis::RedisClient c(node(i));
+  auto info = c.command({"CLUSTER", "INFO"});
+  return info && info->str.find("cluster_state:ok") != std::string::npos &&
+         info->str.find("cluster_known_nodes:" + std::to_string(ports_.size())) != std::string::npos;
+}
+
+void RedisCluster::stop(size_t i) { processes_.at(i)->stop(); }
+
+void RedisCluster::restart(size_t i) {
+  stop(i);
+  start(i);
+  if (!eventually([&] { return serving(i); }, std::chrono::seconds(20))) {
+    ADD_FAILURE() << "Redis Cluster node " << i << " did not come back: " << processes_[i]->log();
   }
 }
 

@@ -72,8 +72,14 @@ class RedisServer {
 // slots split in three even ranges; url() is the redis+cluster:// URL of all three.
 class RedisCluster {
  public:
-  RedisCluster();
+  // append_only: AOF on (everysec), kept across restart(), as production runs it.
+  explicit RedisCluster(bool append_only = false);
   ~RedisCluster();
+  // Stops node i (SIGTERM) and starts it again on its ports with its cluster config: it comes
+  // back as the same master of the same slots; its keys only if append_only.
+  void restart(size_t i);
+  void stop(size_t i);   // SIGTERM; start(i) brings it back
+  void start(size_t i);
   std::string url() const;
   size_t size() const { return ports_.size(); }
   // A plain (non-cluster) connection to one node, for looking behind the client's back.
@@ -83,6 +89,8 @@ class RedisCluster {
  private:
   std::string dir_;
   std::vector<uint16_t> ports_;
+  bool serving(size_t i) const;  // answers PING and sees the whole cluster ok
+  bool append_only_ = false;
   std::vector<uint16_t> bus_ports_;  // the cluster bus of each node
   std::vector<std::unique_ptr<Process>> processes_;
 };

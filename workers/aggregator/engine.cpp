@@ -313,6 +313,12 @@ Status Engine::flush(kafka::Consumer& consumer) {
     for (size_t i = 0; i < parts.size(); ++i) {
       auto st = partitions_.find(parts[i]);
       auto rep = (*epochs)[i];
+      if (rep.is_error()) {
+        // Not an answer about the epoch (LOADING after a restart, CLUSTERDOWN while a master
+        // is away): retried, never taken for another owner's epoch.
+        return Unexpected(Error::transient("redis: epoch of partition " + std::to_string(parts[i]) + ": " +
+                                           rep.str));
+      }
       if (rep.is_nil() && st != partitions_.end() && st->second.epoch >= 0) {
         // Redis lost its data (restart without persistence): claim the epoch again. Only a
         // different value means another owner.

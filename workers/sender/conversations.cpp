@@ -108,14 +108,9 @@ Status Conversations::on_inbound(const WebhookEvent& e) {
       cmds.push_back({"SET", "snd:optout:" + prefix + id, why});
     }
   }
-  if (cmds.empty()) {
-    return {};
-  }
-  auto r = redis_.pipeline(cmds);
-  if (!r) {
-    return Unexpected(r.error());
-  }
-  return {};
+  // An error reply (a cluster slot without its master, say) is an error too: the record is
+  // retried, not taken as learnt.
+  return redis_.pipeline_ok(cmds);
 }
 
 Status Conversations::on_status(const WebhookEvent& e) {
