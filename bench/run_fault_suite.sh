@@ -8,7 +8,7 @@
 # the counts that must be 0 (docs/RELIABILITY.md).
 #   bench/run_fault_suite.sh [PEOPLE] [BURSTS] [BULK] [BURST_EVERY_MS]
 #     defaults 24 4 200 6500: about 90 s, the CI run. The long run, about 10 minutes:
-#     bench/run_fault_suite.sh 2000 8 3000 75000 (the faults repeat, round after round, while
+#     bench/run_fault_suite.sh 2000 4 3000 150000 (the faults repeat, round after round, while
 #     people are still sending)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -420,7 +420,8 @@ class FaultSuite : public ReplicatedCluster {
               std::to_string(kBurst), "--pair-interval-ms", "10", "--pair-burst", "100",
               "--backoff-ms", "200"};
     } else if (kind == "bulk") {
-      args = {"--number-rate", std::to_string(kRate), "--storage-dir", dir_ + "/media", "--retry-ms", "500"};
+      args = {"--number-rate", std::to_string(kRate), "--storage-dir", dir_ + "/media", "--retry-ms", "500",
+              "--portfolio-daily-limit", "10000"};  // the long run's job is past the 250 tier
     }
     std::filesystem::remove(dir_ + "/" + w + "-admin");
     args.push_back("--admin-port-file");
@@ -435,11 +436,13 @@ class FaultSuite : public ReplicatedCluster {
   }
 
   // POSTs a body as Meta does: signed, retried on anything but 200 (Meta retries for a day).
-  // Returns the status of the first answer; accepted_at is when a 200 came.
-  int post_as_meta(const std::string& raw, Clock::time_point* accepted_at = nullptr,
+  // Returns the status of the first answer; arrived_at: when the accepted attempt was sent (the
+  // receiver stamps the event then), not when its 200 came back.
+  int post_as_meta(const std::string& raw, Clock::time_point* arrived_at = nullptr,
                    int* tries = nullptr) {
     int first = -1;
     for (int attempt = 0; attempt < 600; ++attempt) {
+      const auto sent_at = Clock::now();
       auto r = http::fetch("POST", url_ + "/webhook",
                            {{"Content-Type", "application/json"},
                             {"X-Hub-Signature-256", "sha256=" + crypto::hmac_sha256_hex(kSecret, raw)}},
@@ -449,8 +452,8 @@ class FaultSuite : public ReplicatedCluster {
         first = status;
       }
       if (status == 200) {
-        if (accepted_at) {
-          *accepted_at = Clock::now();
+        if (arrived_at) {
+          *arrived_at = sent_at;
         }
         if (tries) {
           *tries = attempt + 1;
@@ -547,7 +550,7 @@ void FaultSuite::run() {
     std::string id;
     std::string person;
     int burst = 0;
-    Clock::time_point accepted;
+    Clock::time_point arrived;
     int tries = 1;
   };
   std::mutex mu;
@@ -585,7 +588,7 @@ void FaultSuite::run() {
       }
       for (const auto& m : msgs) {
         Sent s{m["id"], from, b, {}, 1};
-        post_as_meta(envelope(from, m), &s.accepted, &s.tries);
+        post_as_meta(envelope(from, m), &s.arrived, &s.tries);
         {
           std::lock_guard<std::mutex> lock(mu);
           sent.push_back(s);
@@ -755,10 +758,12 @@ void FaultSuite::run() {
         ids.insert(*turns_with[s->id].begin());
       }
     }
-    // A burst whose messages all arrived at once (no Meta retry spread it past the quiet time)
-    // must be one turn; bursts here never reach the caps (8 messages, 20 s).
+    // A burst whose messages all arrived close together must be one turn; bursts here never
+    // reach the caps (8 messages, 20 s). Not one that Meta-like resends, or a slow 200 (a
+    // person here sends their next message after the last one's answer, during a broker's
+    // election seconds later), spread past half the quiet time: the receiver saw two bursts.
     for (size_t k = 1; k < ms.size() && !retried; ++k) {
-      retried |= ms[k]->accepted - ms[k - 1]->accepted > std::chrono::milliseconds(kQuietMs / 2);
+      retried |= ms[k]->arrived - ms[k - 1]->arrived > std::chrono::milliseconds(kQuietMs / 2);
     }
     if (retried) {
       ++retried_bursts;
@@ -821,8 +826,8 @@ void FaultSuite::run() {
       over_seconds.insert(send_times[z] / 1000);
     }
   }
-  std::printf("fault suite (%.0f s): %d people x %d bursts, %zu messages sent (%zu bursts retried "
-              "by Meta-like resends), %zu turns, %zu replies at Meta to %zu people, %zu bulk "
+  std::printf("fault suite (%.0f s): %d people x %d bursts, %zu messages sent (%zu bursts spread "
+              "by resends or slow answers), %zu turns, %zu replies at Meta to %zu people, %zu bulk "
               "sends to %zu of %d recipients\n",
               seconds_since(started), people, bursts, sent.size(), retried_bursts, turns.size(),
               reply_count, people_answered, bulk_sends.size() + 0, bulk_sends.size(), bulk_people);

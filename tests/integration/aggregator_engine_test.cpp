@@ -129,6 +129,71 @@ TEST(AggregatorEngine, InjectedProduceErrorsDelayTurnsButLoseAndSplitNothing) {
 // A new owner re-reads from the first offset of the oldest window that was still open. Between
 // there and where the old owner stopped lies the tail of a window it had already emitted (it
 // opened earlier): the new owner must skip that tail, not emit it as a turn of its own.
+// Meta's resend of a message whose first delivery the receiver took for failed (its produce
+// timed out, yet Kafka had it) lands again after that message's turn was emitted: a second
+// record of the same message, first in the person's next window. That window is a turn of its
+// own (its id comes from its first record's offset, not the message id) and loses nothing.
+TEST(AggregatorEngine, AResentFirstMessageAfterItsTurnLosesNothingOfTheBurstBehindIt) {
+  test::RedisServer redis_server;
+  auto mock = kafka::MockCluster::create(1);
+  ASSERT_TRUE(mock.has_value());
+  for (const auto& t : topics::catalogue()) {
+    ASSERT_TRUE((*mock)->create_topic(t.name, t.partitions));
+  }
+  const std::string brokers = (*mock)->bootstraps();
+  kafka::ClientConfig kc{brokers, "engine-test", {}};
+  auto producer = kafka::Producer::create(kc);
+  ASSERT_TRUE(producer.has_value());
+  redis::RedisClient redis(redis_server.options());
+  kafka::ConsumerOptions co;
+  co.group_id = "resent-" + crypto::random_hex(4);
+  co.topics = {topics::kDlq};  // never polled: only the offset calls need a consumer
+  auto consumer = kafka::Consumer::create(kc, co);
+  ASSERT_TRUE(consumer.has_value());
+  EngineOptions eo;
+  eo.windows.quiet_ms = 300;
+  eo.timer_grace_ms = 20;
+  auto record = [](int64_t offset, const std::string& who, const std::string& id, int64_t t) {
+    const auto e = text(who, id, t);
+    kafka::Record r;
+    r.topic = topics::kInbound;
+    r.partition = 0;
+    r.offset = offset;
+    r.key = e.conversation_key;
+    r.value = e.encode();
+    r.timestamp_ms = t;
+    return r;
+  };
+  prometheus::Registry registry;
+  Engine engine(eo, **producer, redis, registry, now_ms);
+  engine.on_assigned({{topics::kInbound, 0}});
+  std::vector<kafka::Record> first = {record(0, "x", "x.first", 1000), record(1, "z", "z.1", 1400)};
+  ASSERT_TRUE(engine.handle_batch(first).has_value());
+  ASSERT_TRUE(engine.flush(**consumer).has_value());  // x's turn: [x.first]
+  std::vector<kafka::Record> then = {record(2, "x", "x.first", 1500), record(3, "x", "x.second", 1600),
+                                     record(4, "w", "w.1", 3000)};
+  ASSERT_TRUE(engine.handle_batch(then).has_value());
+  ASSERT_TRUE(engine.flush(**consumer).has_value());
+  auto turns = test::consume_until(brokers, {topics::kTurns}, [](const auto& rs) {
+    for (const auto& r : rs) {
+      if (r.value.find("x.second") != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  }, std::chrono::seconds(10));
+  std::multiset<std::vector<std::string>> got;
+  std::set<std::string> ids;
+  for (const auto& t : turns) {
+    auto j = nlohmann::json::parse(t.value);
+    got.insert(j["message_ids"].get<std::vector<std::string>>());
+    ids.insert(j["turn_id"].get<std::string>());
+  }
+  EXPECT_EQ(got.count({"x.first"}), 1u);
+  EXPECT_EQ(got.count({"x.first", "x.second"}), 1u) << "the burst behind the resent message was lost";
+  EXPECT_EQ(ids.size(), turns.size()) << "two turns share an id";
+}
+
 TEST(AggregatorEngine, NewOwnerReplayingSkipsTheTailOfAnAlreadyEmittedTurn) {
   test::RedisServer redis_server;
   auto mock = kafka::MockCluster::create(1);

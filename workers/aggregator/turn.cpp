@@ -86,12 +86,15 @@ std::string turn_id(const Window& w) {
   if (w.messages.empty()) {
     return crypto::sha256_hex(w.conversation_key + "\n").substr(0, 32);
   }
-  const Buffered& first = w.messages.front();
-  // A replayed dead letter opens a turn of its own: the earlier turn of that message (e.g. with
-  // its media marked failed) must not make the corrected one look like a duplicate.
-  const std::string replay = first.replay > 0 ? "\nreplay:" + std::to_string(first.replay) : "";
-  return crypto::sha256_hex(w.conversation_key + "\n" + first.event.event_id + replay)
-      .substr(0, 32);
+  // The first record's offset, not its message id: a second record of one message (Meta's
+  // resend of a webhook whose first produce timed out on our side yet reached Kafka), first in
+  // a later window, must not make that window look like the turn already emitted; and a
+  // replayed dead letter, a new record, opens a turn of its own.
+  int64_t first = w.messages.front().offset;
+  for (const auto& b : w.messages) {
+    first = std::min(first, b.offset);
+  }
+  return crypto::sha256_hex(w.conversation_key + "\n@" + std::to_string(first)).substr(0, 32);
 }
 
 nlohmann::json build_turn(const Window& w, const Config& c, int32_t partition,

@@ -9,9 +9,9 @@
 
 namespace wafleet::aggregator {
 
-// Deterministic: the conversation plus the first message id. Re-reading Kafka after a crash
-// rebuilds the same window and so the same id; a consumer seeing it twice knows it is a
-// redelivery.
+// Deterministic: the conversation plus the offset of the window's first wa.inbound record.
+// Re-reading Kafka after a crash rebuilds the same window and so the same id; a consumer seeing
+// it twice knows it is a redelivery.
 std::string turn_id(const Window& w);
 
 // Items in Kafka-offset order: consecutive plain texts joined with "\n"; every other message
