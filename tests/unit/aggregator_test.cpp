@@ -140,6 +140,30 @@ TEST(AggregatorWindow, RedeliveredMessageIsNotAddedTwice) {
   EXPECT_EQ(closed[0].messages.size(), 1u);
 }
 
+// Meta's resend of a webhook whose produce timed out on the receiver's side yet reached Kafka:
+// a second record of a message whose turn is closed. It is dropped, not a message in two turns;
+// a DLQ replay of it is not; and past the horizon the id is forgotten.
+TEST(AggregatorWindow, ALateSecondRecordOfAMessageAlreadyInATurnIsDropped) {
+  Config c;  // quiet 2 s
+  c.duplicate_horizon_ms = 60000;
+  WindowSet ws(c);
+  ws.add(text("a", "m1", 1000, "x"), 0);
+  ASSERT_EQ(ws.advance_event_time(3100, 0).size(), 1u);  // [m1] closed
+  EXPECT_TRUE(ws.add(text("a", "m1", 5000, "x"), 1).empty());
+  EXPECT_EQ(ws.open_windows(), 0u) << "the second copy opened a window";
+  ws.add(text("a", "m2", 5100, "x"), 2);
+  auto next = ws.advance_event_time(7200, 0);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(ids_of(next[0]), std::vector<std::string>{"m2"});
+  ws.add(text("a", "m1", 8000, "x"), 3, /*replay=*/1);  // a replay from the DLQ: a turn again
+  EXPECT_EQ(ws.open_windows(), 1u);
+  ASSERT_EQ(ws.advance_event_time(10100, 0).size(), 1u);
+  ws.add(text("b", "b1", 80000, "x"), 4);  // event time moves past the horizon
+  ws.advance_event_time(80000, 0);
+  ws.add(text("a", "m2", 80100, "x"), 5);  // forgotten: taken as a message again
+  EXPECT_EQ(ws.open_windows(), 2u);
+}
+
 TEST(AggregatorWindow, MediaHoldsTheWindowUntilStoredOrTheWaitPasses) {
   Config c;
   c.media_wait_ms = 8000;

@@ -82,6 +82,13 @@ std::vector<Window> WindowSet::add(WebhookEvent event, int64_t offset, int repla
   std::vector<Window> closed;
   const std::string key = event.conversation_key;
   const int64_t t = event.received_at_ms;
+  if (auto c = closed_ids_.find(key); c != closed_ids_.end() && replay == 0) {
+    for (const auto& seen : c->second) {
+      if (seen.first == event.event_id) {
+        return closed;  // a late second record of a message already in a turn
+      }
+    }
+  }
   auto it = windows_.find(key);
   if (it != windows_.end()) {
     for (const auto& w : it->second) {
@@ -217,7 +224,21 @@ std::vector<Window> WindowSet::advance_event_time(int64_t event_ms, int64_t late
       ++e;
     }
   }
+  forget_closed_before(event_time_ - config_.duplicate_horizon_ms);
   return close_due(event_time_ - lateness_ms);
+}
+
+void WindowSet::forget_closed_before(int64_t event_ms) {
+  while (!closed_order_.empty() && closed_order_.front().first < event_ms) {
+    const auto& [at, key] = closed_order_.front();
+    if (auto c = closed_ids_.find(key); c != closed_ids_.end()) {
+      std::erase_if(c->second, [&](const auto& seen) { return seen.second <= at; });
+      if (c->second.empty()) {
+        closed_ids_.erase(c);
+      }
+    }
+    closed_order_.pop_front();
+  }
 }
 
 std::optional<int64_t> WindowSet::next_due() const {
@@ -244,6 +265,12 @@ Window WindowSet::take(std::unordered_map<std::string, std::deque<Window>>::iter
     }
   }
   first_offsets_.erase(w.first_offset);
+  const int64_t at = std::max(event_time_, w.last_ms);
+  auto& seen = closed_ids_[it->first];
+  for (const auto& b : w.messages) {
+    seen.emplace_back(b.event.event_id, at);
+  }
+  closed_order_.emplace_back(at, it->first);
   if (it->second.empty()) {
     unindex(it->first);
     windows_.erase(it);

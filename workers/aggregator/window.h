@@ -33,6 +33,10 @@ struct Config {
   bool keep_stickers = true;
   int64_t media_wait_ms = 30000;  // a window with media waits this long (from open) at most
   bool join_media = false;        // hold media messages for their wa.media record (issue 4)
+  // A second record of a message already in a turn closed this recently (event time) is
+  // dropped: Meta's resend of a webhook whose produce timed out on the receiver's side yet
+  // reached Kafka. DLQ replays are not dropped.
+  int64_t duplicate_horizon_ms = 600000;
 };
 
 enum class MediaState { kNone, kPending, kStored, kFailed };
@@ -120,6 +124,11 @@ class WindowSet {
   // only while media holds the oldest) wait to close in order.
   std::unordered_map<std::string, std::deque<Window>> windows_;
   size_t count_ = 0;  // windows in all the queues
+  // Event ids of each conversation's windows taken in the last duplicate_horizon_ms, with when;
+  // closed_order_ (when, key), oldest first, prunes them.
+  void forget_closed_before(int64_t event_ms);
+  std::unordered_map<std::string, std::vector<std::pair<std::string, int64_t>>> closed_ids_;
+  std::deque<std::pair<int64_t, std::string>> closed_order_;
   // (effective due of the conversation's oldest window, sequence) -> key, earliest first; the
   // sequence breaks ties without comparing keys, which share long prefixes.
   std::map<std::pair<int64_t, uint64_t>, std::string> due_index_;
