@@ -230,8 +230,8 @@ std::vector<Window> WindowSet::advance_event_time(int64_t event_ms, int64_t late
 
 void WindowSet::forget_closed_before(int64_t event_ms) {
   while (!closed_order_.empty() && closed_order_.front().first < event_ms) {
-    const auto& [at, key] = closed_order_.front();
-    if (auto c = closed_ids_.find(key); c != closed_ids_.end()) {
+    const int64_t at = closed_order_.front().first;
+    if (auto c = closed_ids_.find(closed_order_.front().second); c != closed_ids_.end()) {
       std::erase_if(c->second, [&](const auto& seen) { return seen.second <= at; });
       if (c->second.empty()) {
         closed_ids_.erase(c);
