@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <prometheus/registry.h>
 
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -129,53 +130,75 @@ TEST(AggregatorEngine, InjectedProduceErrorsDelayTurnsButLoseAndSplitNothing) {
 // A new owner re-reads from the first offset of the oldest window that was still open. Between
 // there and where the old owner stopped lies the tail of a window it had already emitted (it
 // opened earlier): the new owner must skip that tail, not emit it as a turn of its own.
+// A mock Kafka cluster with the catalogue, a producer, a real redis-server, and a consumer
+// that is never polled (only the offset calls need one): what an Engine runs against here.
+struct EngineRig {
+  test::RedisServer redis_server;
+  std::unique_ptr<kafka::MockCluster> mock;
+  std::string brokers;
+  std::unique_ptr<kafka::Producer> producer;
+  std::unique_ptr<redis::RedisClient> redis;
+  std::unique_ptr<kafka::Consumer> consumer;
+  EngineOptions eo;
+};
+
+void start(EngineRig& rig, const std::string& group) {
+  auto mock = kafka::MockCluster::create(1);
+  ASSERT_TRUE(mock.has_value());
+  rig.mock = std::move(*mock);
+  for (const auto& t : topics::catalogue()) {
+    ASSERT_TRUE(rig.mock->create_topic(t.name, t.partitions));
+  }
+  rig.brokers = rig.mock->bootstraps();
+  kafka::ClientConfig kc{rig.brokers, "engine-test", {}};
+  auto producer = kafka::Producer::create(kc);
+  ASSERT_TRUE(producer.has_value());
+  rig.producer = std::move(*producer);
+  rig.redis = std::make_unique<redis::RedisClient>(rig.redis_server.options());
+  kafka::ConsumerOptions co;
+  co.group_id = group + "-" + crypto::random_hex(4);
+  co.topics = {topics::kDlq};
+  auto consumer = kafka::Consumer::create(kc, co);
+  ASSERT_TRUE(consumer.has_value());
+  rig.consumer = std::move(*consumer);
+  rig.eo.windows.quiet_ms = 300;
+  rig.eo.timer_grace_ms = 20;
+}
+
+// A text message of `who` as its wa.inbound record on partition 0.
+kafka::Record inbound_record(int64_t offset, const std::string& who, const std::string& id, int64_t t) {
+  const auto e = text(who, id, t);
+  kafka::Record r;
+  r.topic = topics::kInbound;
+  r.partition = 0;
+  r.offset = offset;
+  r.key = e.conversation_key;
+  r.value = e.encode();
+  r.timestamp_ms = t;
+  return r;
+}
+
 // Meta's resend of a message whose first delivery the receiver took for failed (its produce
 // timed out, yet Kafka had it) lands again after that message's turn was emitted: a second
 // record of the same message, ahead of the person's next message. The copy is dropped, and the
 // next message is a turn of its own (turn ids come from the first record's offset, so even a
 // window the copy opened would not look like the turn already emitted).
 TEST(AggregatorEngine, AResentFirstMessageAfterItsTurnLosesNothingOfTheBurstBehindIt) {
-  test::RedisServer redis_server;
-  auto mock = kafka::MockCluster::create(1);
-  ASSERT_TRUE(mock.has_value());
-  for (const auto& t : topics::catalogue()) {
-    ASSERT_TRUE((*mock)->create_topic(t.name, t.partitions));
-  }
-  const std::string brokers = (*mock)->bootstraps();
-  kafka::ClientConfig kc{brokers, "engine-test", {}};
-  auto producer = kafka::Producer::create(kc);
-  ASSERT_TRUE(producer.has_value());
-  redis::RedisClient redis(redis_server.options());
-  kafka::ConsumerOptions co;
-  co.group_id = "resent-" + crypto::random_hex(4);
-  co.topics = {topics::kDlq};  // never polled: only the offset calls need a consumer
-  auto consumer = kafka::Consumer::create(kc, co);
-  ASSERT_TRUE(consumer.has_value());
-  EngineOptions eo;
-  eo.windows.quiet_ms = 300;
-  eo.timer_grace_ms = 20;
-  auto record = [](int64_t offset, const std::string& who, const std::string& id, int64_t t) {
-    const auto e = text(who, id, t);
-    kafka::Record r;
-    r.topic = topics::kInbound;
-    r.partition = 0;
-    r.offset = offset;
-    r.key = e.conversation_key;
-    r.value = e.encode();
-    r.timestamp_ms = t;
-    return r;
-  };
+  EngineRig rig;
+  start(rig, "resent");
+  ASSERT_FALSE(HasFatalFailure());
+  auto record = inbound_record;
   prometheus::Registry registry;
-  Engine engine(eo, **producer, redis, registry, now_ms);
+  Engine engine(rig.eo, *rig.producer, *rig.redis, registry, now_ms);
   engine.on_assigned({{topics::kInbound, 0}});
   std::vector<kafka::Record> first = {record(0, "x", "x.first", 1000), record(1, "z", "z.1", 1400)};
   ASSERT_TRUE(engine.handle_batch(first).has_value());
-  ASSERT_TRUE(engine.flush(**consumer).has_value());  // x's turn: [x.first]
+  ASSERT_TRUE(engine.flush(*rig.consumer).has_value());  // x's turn: [x.first]
   std::vector<kafka::Record> then = {record(2, "x", "x.first", 1500), record(3, "x", "x.second", 1600),
                                      record(4, "w", "w.1", 3000)};
   ASSERT_TRUE(engine.handle_batch(then).has_value());
-  ASSERT_TRUE(engine.flush(**consumer).has_value());
-  auto turns = test::consume_until(brokers, {topics::kTurns}, [](const auto& rs) {
+  ASSERT_TRUE(engine.flush(*rig.consumer).has_value());
+  auto turns = test::consume_until(rig.brokers, {topics::kTurns}, [](const auto& rs) {
     for (const auto& r : rs) {
       if (r.value.find("x.second") != std::string::npos) {
         return true;
@@ -197,35 +220,11 @@ TEST(AggregatorEngine, AResentFirstMessageAfterItsTurnLosesNothingOfTheBurstBehi
 }
 
 TEST(AggregatorEngine, NewOwnerReplayingSkipsTheTailOfAnAlreadyEmittedTurn) {
-  test::RedisServer redis_server;
-  auto mock = kafka::MockCluster::create(1);
-  ASSERT_TRUE(mock.has_value());
-  for (const auto& t : topics::catalogue()) {
-    ASSERT_TRUE((*mock)->create_topic(t.name, t.partitions));
-  }
-  const std::string brokers = (*mock)->bootstraps();
-  kafka::ClientConfig kc{brokers, "engine-test", {}};
-  auto producer = kafka::Producer::create(kc);
-  ASSERT_TRUE(producer.has_value());
-  redis::RedisClient redis(redis_server.options());
-  kafka::ConsumerOptions co;
-  co.group_id = "replay-" + crypto::random_hex(4);
-  co.topics = {topics::kDlq};  // never polled: only the offset calls need a consumer
-  auto consumer = kafka::Consumer::create(kc, co);
-  ASSERT_TRUE(consumer.has_value());
-  EngineOptions eo;
-  eo.windows.quiet_ms = 300;
-  eo.timer_grace_ms = 20;
+  EngineRig rig;
+  start(rig, "replay");
+  ASSERT_FALSE(HasFatalFailure());
   auto record = [](int64_t offset, const std::string& who, int64_t t) {
-    const auto e = text(who, "tail." + who + "." + std::to_string(offset), t);
-    kafka::Record r;
-    r.topic = topics::kInbound;
-    r.partition = 0;
-    r.offset = offset;
-    r.key = e.conversation_key;
-    r.value = e.encode();
-    r.timestamp_ms = t;
-    return r;
+    return inbound_record(offset, who, "tail." + who + "." + std::to_string(offset), t);
   };
   // x: offsets 0 and 2 (due at 1500); y: 1 and 3 (due at 1550); z at 1530 closes x only.
   std::vector<kafka::Record> log = {record(0, "x", 1000), record(1, "y", 1100),
@@ -234,21 +233,21 @@ TEST(AggregatorEngine, NewOwnerReplayingSkipsTheTailOfAnAlreadyEmittedTurn) {
   const std::vector<kafka::TopicPartition> p0 = {{topics::kInbound, 0}};
   {
     prometheus::Registry registry;
-    Engine old_owner(eo, **producer, redis, registry, now_ms);
+    Engine old_owner(rig.eo, *rig.producer, *rig.redis, registry, now_ms);
     old_owner.on_assigned(p0);
     std::vector<kafka::Record> first(log.begin(), log.begin() + 5);
     ASSERT_TRUE(old_owner.handle_batch(first).has_value());
-    ASSERT_TRUE(old_owner.flush(**consumer).has_value());
+    ASSERT_TRUE(old_owner.flush(*rig.consumer).has_value());
     EXPECT_EQ(old_owner.open_windows(), 2u);  // y and z: the stored offset stays at y's 1
   }
   // The new owner re-reads from offset 1, then one more record closes everything.
   prometheus::Registry registry;
-  Engine new_owner(eo, **producer, redis, registry, now_ms);
+  Engine new_owner(rig.eo, *rig.producer, *rig.redis, registry, now_ms);
   new_owner.on_assigned(p0);
   std::vector<kafka::Record> replay(log.begin() + 1, log.end());
   ASSERT_TRUE(new_owner.handle_batch(replay).has_value());
   EXPECT_TRUE(replay.empty());
-  ASSERT_TRUE(new_owner.flush(**consumer).has_value());
+  ASSERT_TRUE(new_owner.flush(*rig.consumer).has_value());
   double skipped = 0;
   for (const auto& fam : registry.Collect()) {
     if (fam.name == "wafleet_aggregator_replay_skipped_total") {
@@ -256,7 +255,7 @@ TEST(AggregatorEngine, NewOwnerReplayingSkipsTheTailOfAnAlreadyEmittedTurn) {
     }
   }
   EXPECT_EQ(skipped, 1);
-  auto turns = test::consume_until(brokers, {topics::kTurns}, [](const auto& rs) {
+  auto turns = test::consume_until(rig.brokers, {topics::kTurns}, [](const auto& rs) {
     return rs.size() >= 3;
   }, std::chrono::seconds(10));
   std::multiset<std::vector<std::string>> got;
@@ -266,7 +265,7 @@ TEST(AggregatorEngine, NewOwnerReplayingSkipsTheTailOfAnAlreadyEmittedTurn) {
   const std::multiset<std::vector<std::string>> want = {
       {"tail.x.0", "tail.x.2"}, {"tail.y.1", "tail.y.3"}, {"tail.z.4"}};
   EXPECT_EQ(got, want);
-  (*consumer)->close(std::chrono::seconds(5));
+  rig.consumer->close(std::chrono::seconds(5));
 }
 
 }  // namespace
