@@ -310,17 +310,24 @@ Status RedisClient::pipeline_ok(const std::vector<Command>& commands) {
   return {};
 }
 
-Result<std::vector<Reply>> RedisClient::send(Connection& conn, const std::vector<Command>& commands) {
+namespace {
+
+// Queues one command in the context's output buffer (nothing is written yet).
+bool append(redisContext* ctx, const Command& c) {
   std::vector<const char*> argv;
   std::vector<size_t> lens;
+  for (const auto& a : c) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  return redisAppendCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data()) == REDIS_OK;
+}
+
+}  // namespace
+
+Result<std::vector<Reply>> RedisClient::send(Connection& conn, const std::vector<Command>& commands) {
   for (const auto& c : commands) {
-    argv.clear();
-    lens.clear();
-    for (const auto& a : c) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    if (redisAppendCommandArgv(conn.ctx, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
+    if (!append(conn.ctx, c)) {
       std::string reason = conn.ctx->errstr;
       conn.drop();
       return Unexpected(Error::transient("redis append: " + reason));
@@ -409,19 +416,19 @@ Result<std::vector<Reply>> RedisClient::route(const std::vector<Command>& comman
     }
   }
   std::vector<Reply> replies(commands.size());
-  std::vector<size_t> todo(commands.size());
-  for (size_t i = 0; i < todo.size(); ++i) {
-    todo[i] = i;
+  std::vector<size_t> pending(commands.size());
+  for (size_t i = 0; i < pending.size(); ++i) {
+    pending[i] = i;
   }
   std::map<size_t, Node> asked;  // command -> the node an ASK sent it to, for one try
-  for (int round = 0; !todo.empty() && round <= kRedirectsPerCall; ++round) {
+  for (int round = 0; !pending.empty() && round <= kRedirectsPerCall; ++round) {
     struct Group {
       Connection* conn;
       std::vector<Command> commands;
       std::vector<long> index;  // command index per sent command; -1 for ASKING
     };
     std::vector<Group> groups;
-    for (size_t i : todo) {
+    for (size_t i : pending) {
       Node target;
       auto a = asked.find(i);
       if (a != asked.end()) {
@@ -467,17 +474,8 @@ Result<std::vector<Reply>> RedisClient::route(const std::vector<Command>& comman
     }
     // Every node's batch is written before any reply is read: the round trips overlap.
     for (auto& g : groups) {
-      std::vector<const char*> argv;
-      std::vector<size_t> lens;
       for (const auto& c : g.commands) {
-        argv.clear();
-        lens.clear();
-        for (const auto& x : c) {
-          argv.push_back(x.data());
-          lens.push_back(x.size());
-        }
-        if (redisAppendCommandArgv(g.conn->ctx, static_cast<int>(argv.size()), argv.data(), lens.data()) !=
-            REDIS_OK) {
+        if (!append(g.conn->ctx, c)) {
           return fail(*g.conn, g.conn->ctx->errstr);
         }
       }
@@ -529,7 +527,7 @@ Result<std::vector<Reply>> RedisClient::route(const std::vector<Command>& comman
     if (try_again && round < kRedirectsPerCall) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10 * (round + 1)));
     }
-    todo = std::move(again);
+    pending = std::move(again);
   }
   return replies;  // what is still a redirect after kRedirectsPerCall stays an error reply
 }
